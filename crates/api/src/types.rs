@@ -1,0 +1,230 @@
+//! Request and response bodies.
+
+use chrono::{DateTime, Utc};
+use porthole_core::driver::DiskFormat;
+use porthole_core::{JobId, JobKind, JobState, Role, UserId, VmId, VmState};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Every error response: `{"error": {"code": ..., "message": ...}}`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, for programs (`code`) and for people (`message`).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code, e.g. `invalid_field` or `conflict`.
+    pub code: String,
+    /// A sentence for people, naming the field where one is at fault.
+    pub message: String,
+    /// The request field at fault, if one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// `POST /api/v1/login`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The account's username.
+    pub username: String,
+    /// Its password.
+    pub password: String,
+}
+
+/// A bearer token for `Authorization: Bearer ...`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LoginResponse {
+    /// The token. It is shown only now; porthole keeps only its hash.
+    pub token: String,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `POST /api/v1/users`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    /// Login name: 1 to 64 characters of `a-z`, `0-9`, `.`, `_` and `-`.
+    pub username: String,
+    /// At least 8 characters.
+    pub password: String,
+    /// `member` or `admin`.
+    pub role: Role,
+    /// Where reminders go.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// A user account.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    /// The account's id.
+    pub id: UserId,
+    /// Login name.
+    pub username: String,
+    /// `member` or `admin`.
+    pub role: Role,
+    /// Where reminders go.
+    pub email: Option<String>,
+}
+
+/// A template VMs can be created from.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Template {
+    /// The template's id.
+    pub id: Uuid,
+    /// Its unique name.
+    pub name: String,
+    /// `qcow2` or `raw`.
+    pub format: DiskFormat,
+    /// The size the guest sees, in bytes.
+    pub virtual_size: u64,
+    /// The smallest `disk_gib` a VM from this template may have.
+    pub min_disk_gib: u64,
+    /// Hex SHA-256 of the base image.
+    pub sha256: String,
+    /// `kernel` if the template boots a kernel directly, else `disk`.
+    pub boot: String,
+    /// When it was imported.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An installer ISO VMs can boot.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Iso {
+    /// The ISO's id.
+    pub id: Uuid,
+    /// Its unique name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the file.
+    pub sha256: String,
+    /// When it was imported.
+    pub created_at: DateTime<Utc>,
+}
+
+/// `POST /api/v1/vms`. Exactly one of `template` and `iso` must be given.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVmRequest {
+    /// A DNS label: 1 to 63 characters of `a-z`, `0-9` and `-`.
+    pub name: String,
+    /// The name of the template to clone.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// The name of the ISO to boot, with a blank disk.
+    #[serde(default)]
+    pub iso: Option<String>,
+    /// Virtual CPUs, 1 to 128.
+    pub cores: u32,
+    /// Memory in MiB, 64 to 1048576.
+    pub memory_mib: u64,
+    /// Disk size in GiB, at least the template's `min_disk_gib`.
+    pub disk_gib: u64,
+    /// SSH public keys for the guest.
+    #[serde(default)]
+    pub ssh_keys: Option<Vec<String>>,
+}
+
+/// `PATCH /api/v1/vms/{id}`. Cores and memory need the VM stopped; the disk can grow any
+/// time but never shrink.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateVmRequest {
+    /// New number of virtual CPUs.
+    #[serde(default)]
+    pub cores: Option<u32>,
+    /// New memory in MiB.
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+    /// New disk size in GiB.
+    #[serde(default)]
+    pub disk_gib: Option<u64>,
+}
+
+/// A virtual machine.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Vm {
+    /// The VM's id.
+    pub id: VmId,
+    /// Its unique name.
+    pub name: String,
+    /// The node it runs on.
+    pub node: String,
+    /// `creating`, `stopped`, `running`, `paused`, `deleting` or `unknown`.
+    pub state: VmState,
+    /// Virtual CPUs.
+    pub cores: u32,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// Disk size in GiB.
+    pub disk_gib: u64,
+    /// The owner's username.
+    pub owner: String,
+    /// When it expires; `null` if it does not.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The template it was cloned from.
+    pub template: Option<String>,
+    /// The ISO it boots.
+    pub iso: Option<String>,
+    /// The job acting on it now, if any.
+    pub job: Option<JobId>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A job's progress and outcome.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    /// The job's id.
+    pub id: JobId,
+    /// What it does, e.g. `vm.create`.
+    pub kind: JobKind,
+    /// `queued`, `running`, `succeeded` or `failed`.
+    pub state: JobState,
+    /// From 0.0 to 1.0.
+    pub progress: f64,
+    /// What it is doing now.
+    pub step: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The VM it acts on.
+    pub vm: Option<VmId>,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The reply to `POST /api/v1/vms`: the new VM and the job creating it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreateVmResponse {
+    /// The VM, in state `creating`.
+    pub vm: Vm,
+    /// The job that creates and boots it.
+    pub job: Job,
+}
+
+/// The reply to an action that runs as a job.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobResponse {
+    /// The job carrying the action out.
+    pub job: Job,
+}
+
+/// `GET /healthz`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    /// porthole's version.
+    pub version: String,
+    /// How the local node runs guests: `kvm` or `tcg`.
+    pub accel: String,
+}

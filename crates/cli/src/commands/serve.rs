@@ -1,0 +1,62 @@
+//! `porthole serve`.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use porthole_plane::{AccelSetting, Plane, PlaneConfig};
+use porthole_qemu::Accel;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{AccelArg, ServeArgs};
+
+pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_env("PORTHOLE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let config = PlaneConfig {
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+        public_url: args.public_url.clone(),
+        demo_guest: args.demo.then(|| args.demo_guest.clone()),
+        accel: match args.accel {
+            AccelArg::Auto => AccelSetting::Auto,
+            AccelArg::Kvm => AccelSetting::Fixed(Accel::Kvm),
+            AccelArg::Tcg => AccelSetting::Fixed(Accel::Tcg),
+        },
+        qemu: args.qemu.clone(),
+        token_ttl: Duration::from_secs(u64::from(args.token_days) * 86_400),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        admin_password: std::env::var("PORTHOLE_ADMIN_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()),
+    };
+    let plane = Plane::open(config).await?;
+    if let Some(password) = &plane.generated_admin_password {
+        // Shown exactly once, on stderr, never through the log.
+        eprintln!(
+            "\nporthole: created the admin account.\n  username: admin\n  password: {password}\n\
+             This password is shown only now. Log in with `porthole login`.\n"
+        );
+    }
+    let address = plane.local_addr()?;
+    eprintln!(
+        "porthole: serving on http://{address} (guests run under {})",
+        plane.accel().as_str()
+    );
+    plane.serve(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM can be handled");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("stopping; VMs keep running");
+}

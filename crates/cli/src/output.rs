@@ -1,0 +1,214 @@
+//! Printing results as tables for people or JSON for programs.
+
+use chrono::{DateTime, Utc};
+use porthole_api::{Iso, Job, Template, Vm};
+use serde::Serialize;
+
+use crate::cli::OutputFormat;
+
+/// Prints results in the chosen format.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    format: OutputFormat,
+}
+
+/// Something that can be shown as table rows.
+pub trait Rows {
+    /// The column titles.
+    fn header() -> &'static [&'static str];
+    /// One row's cells.
+    fn row(&self) -> Vec<String>;
+}
+
+impl Printer {
+    /// A printer for `format`.
+    pub fn new(format: OutputFormat) -> Self {
+        Self { format }
+    }
+
+    /// Whether output is JSON.
+    pub fn is_json(&self) -> bool {
+        self.format == OutputFormat::Json
+    }
+
+    /// Prints a list.
+    pub fn list<T: Rows + Serialize>(&self, items: &[T]) -> anyhow::Result<()> {
+        if self.is_json() {
+            return self.json(items);
+        }
+        let header: Vec<String> = T::header().iter().map(|h| (*h).to_owned()).collect();
+        let rows: Vec<Vec<String>> = items.iter().map(Rows::row).collect();
+        print_line(&columns(&header, &rows));
+        Ok(())
+    }
+
+    /// Prints one item as `key: value` lines.
+    pub fn one<T: Rows + Serialize>(&self, item: &T) -> anyhow::Result<()> {
+        if self.is_json() {
+            return self.json(item);
+        }
+        let width = T::header().iter().map(|h| h.len()).max().unwrap_or(0);
+        let lines: Vec<String> = T::header()
+            .iter()
+            .zip(item.row())
+            .map(|(h, v)| format!("{:width$}  {v}", h.to_lowercase()))
+            .collect();
+        print_line(&lines.join("\n"));
+        Ok(())
+    }
+
+    /// Prints `value` as pretty JSON.
+    pub fn json<T: Serialize + ?Sized>(&self, value: &T) -> anyhow::Result<()> {
+        print_line(&serde_json::to_string_pretty(value)?);
+        Ok(())
+    }
+
+    /// Prints a message for people; in JSON mode, prints `value` instead.
+    pub fn done<T: Serialize + ?Sized>(&self, message: &str, value: &T) -> anyhow::Result<()> {
+        if self.is_json() {
+            return self.json(value);
+        }
+        print_line(message);
+        Ok(())
+    }
+}
+
+/// Writes one line to stdout. The CLI's results are its output, so this is the one place
+/// that prints them.
+#[expect(
+    clippy::print_stdout,
+    reason = "printing results is what the CLI is for"
+)]
+pub fn print_line(text: &str) {
+    println!("{text}");
+}
+
+/// Lays `rows` out in left-aligned columns under `header`, two spaces apart.
+fn columns(header: &[String], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        padded.join("  ").trim_end().to_owned()
+    };
+    std::iter::once(line(header))
+        .chain(rows.iter().map(|row| line(row)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn time(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn opt<T: ToString>(value: &Option<T>) -> String {
+    value
+        .as_ref()
+        .map_or_else(|| "-".into(), ToString::to_string)
+}
+
+/// A size in bytes, in the largest binary unit that keeps it above 1.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+impl Rows for Vm {
+    fn header() -> &'static [&'static str] {
+        &[
+            "NAME", "STATE", "CORES", "MEMORY", "DISK", "NODE", "OWNER", "SOURCE", "ID",
+        ]
+    }
+
+    fn row(&self) -> Vec<String> {
+        let source = match (&self.template, &self.iso) {
+            (Some(t), _) => format!("template {t}"),
+            (None, Some(i)) => format!("iso {i}"),
+            (None, None) => "-".into(),
+        };
+        vec![
+            self.name.clone(),
+            self.state.to_string(),
+            self.cores.to_string(),
+            format!("{} MiB", self.memory_mib),
+            format!("{} GiB", self.disk_gib),
+            self.node.clone(),
+            self.owner.clone(),
+            source,
+            self.id.to_string(),
+        ]
+    }
+}
+
+impl Rows for Template {
+    fn header() -> &'static [&'static str] {
+        &[
+            "NAME", "FORMAT", "SIZE", "MIN DISK", "BOOT", "CREATED", "SHA256",
+        ]
+    }
+
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.format.as_str().into(),
+            bytes(self.virtual_size),
+            format!("{} GiB", self.min_disk_gib),
+            self.boot.clone(),
+            time(&self.created_at),
+            self.sha256[..16.min(self.sha256.len())].to_owned(),
+        ]
+    }
+}
+
+impl Rows for Iso {
+    fn header() -> &'static [&'static str] {
+        &["NAME", "SIZE", "CREATED", "SHA256"]
+    }
+
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            bytes(self.size),
+            time(&self.created_at),
+            self.sha256[..16.min(self.sha256.len())].to_owned(),
+        ]
+    }
+}
+
+impl Rows for Job {
+    fn header() -> &'static [&'static str] {
+        &[
+            "ID", "KIND", "STATE", "PROGRESS", "STEP", "ERROR", "CREATED",
+        ]
+    }
+
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            self.kind.to_string(),
+            self.state.to_string(),
+            format!("{:.0}%", self.progress * 100.0),
+            opt(&self.step),
+            opt(&self.error),
+            time(&self.created_at),
+        ]
+    }
+}

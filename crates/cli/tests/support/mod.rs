@@ -1,0 +1,344 @@
+//! Test harness: real `porthole serve` processes, each with its own data directory, driving
+//! real QEMU guests under TCG.
+//!
+//! A [`Server`] kills its plane and every QEMU process under its data directory when
+//! dropped, so a failing test leaves nothing running.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use porthole_api::client::Client;
+use porthole_api::{CreateVmRequest, Job, Vm};
+use porthole_core::{JobState, VmId};
+
+/// The admin password every test server starts with.
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
+/// The demo guest built by guest/build.sh.
+pub fn guest_dir() -> PathBuf {
+    let dir = std::env::var_os("PORTHOLE_TEST_GUEST").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/guest"),
+        PathBuf::from,
+    );
+    assert!(
+        dir.join("vmlinuz").is_file(),
+        "the test guest is missing at {}; build it with guest/build.sh",
+        dir.display()
+    );
+    dir
+}
+
+/// A running `porthole serve`.
+pub struct Server {
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    child: Option<Child>,
+    pub url: String,
+    log: PathBuf,
+    extra_args: Vec<String>,
+    accel: String,
+}
+
+impl Server {
+    /// Starts a plane with the demo template, in a fresh data directory.
+    pub async fn start() -> Server {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a plane with extra `serve` arguments.
+    pub async fn start_with(extra_args: &[&str]) -> Server {
+        let accel = std::env::var("PORTHOLE_TEST_ACCEL").unwrap_or_else(|_| "tcg".into());
+        Self::start_with_accel(&accel, extra_args).await
+    }
+
+    /// Starts a plane with `--accel accel` and extra `serve` arguments.
+    pub async fn start_with_accel(accel: &str, extra_args: &[&str]) -> Server {
+        let temp = tempfile::Builder::new()
+            .prefix("ph")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let mut server = Server {
+            data_dir: temp.path().join("d"),
+            log: temp.path().join("serve.log"),
+            _temp: Some(temp),
+            child: None,
+            url: String::new(),
+            extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
+            accel: accel.to_owned(),
+        };
+        server.launch().await;
+        server
+    }
+
+    async fn launch(&mut self) {
+        let earlier_log = self.log().len();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_porthole"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--demo",
+                "--accel",
+                &self.accel,
+            ])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--demo-guest")
+            .arg(guest_dir())
+            .args(["--shutdown-timeout", "20"])
+            .args(&self.extra_args)
+            .env("PORTHOLE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("PORTHOLE_LOG", "info,porthole=debug,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            let log = self.log()[earlier_log..].to_owned();
+            let serving = log
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("porthole: serving on "));
+            if let Some(rest) = serving {
+                self.url = rest.split_whitespace().next().unwrap().to_owned();
+                break;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("porthole serve exited with {status}:\n{log}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "serve did not start:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The plane's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A client that is not logged in.
+    pub fn anonymous(&self) -> Client {
+        Client::new(&self.url).unwrap()
+    }
+
+    /// A client logged in as `admin`.
+    pub async fn admin(&self) -> Client {
+        self.login("admin", ADMIN_PASSWORD).await
+    }
+
+    /// A client logged in as `username`.
+    pub async fn login(&self, username: &str, password: &str) -> Client {
+        let login = self.anonymous().login(username, password).await.unwrap();
+        self.anonymous().with_token(login.token)
+    }
+
+    /// `kill -9` the plane. QEMU processes live on.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts the plane again on the same data directory.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.launch().await;
+    }
+
+    /// Runs the CLI against this plane with `token`, returning (exit code, stdout, stderr).
+    pub fn cli(&self, token: &str, args: &[&str]) -> (i32, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_porthole"))
+            .args(args)
+            .env("PORTHOLE_URL", &self.url)
+            .env("PORTHOLE_TOKEN", token)
+            .env("PORTHOLE_CONFIG", self.data_dir.with_file_name("cli.toml"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Every file under the VMs directory.
+    pub fn vm_files(&self) -> Vec<PathBuf> {
+        files_under(&self.data_dir.join("vms"))
+    }
+
+    /// Pids of live QEMU processes that belong to this data directory.
+    pub fn qemu_pids(&self) -> Vec<i32> {
+        let marker = self.data_dir.to_string_lossy().into_owned();
+        qemu_processes()
+            .into_iter()
+            .filter(|(_, cmd)| cmd.contains(&marker))
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// Pids of live QEMU processes running VM `id`.
+    pub fn qemu_pids_of(&self, id: VmId) -> Vec<i32> {
+        let marker = id.to_string();
+        qemu_processes()
+            .into_iter()
+            .filter(|(_, cmd)| cmd.contains(&marker))
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        for pid in self.qemu_pids() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if std::thread::panicking() {
+            eprintln!("--- porthole serve log ---\n{}", self.log());
+        }
+    }
+}
+
+/// Every file (not directory) under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.push(path.clone());
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Live (not zombie) QEMU processes, with their command lines joined by spaces.
+pub fn qemu_processes() -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !cmd.split(' ').next().unwrap_or("").contains("qemu-system") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .chars()
+            .next();
+        if state != Some('Z') {
+            found.push((pid, cmd));
+        }
+    }
+    found
+}
+
+/// A create request for the demo template.
+pub fn demo_vm(name: &str) -> CreateVmRequest {
+    CreateVmRequest {
+        name: name.into(),
+        template: Some("demo".into()),
+        iso: None,
+        cores: 1,
+        memory_mib: 256,
+        disk_gib: 1,
+        ssh_keys: None,
+    }
+}
+
+/// Waits up to `timeout` for job `job` to finish.
+pub async fn finish(client: &Client, job: &Job, timeout: Duration) -> Job {
+    tokio::time::timeout(
+        timeout,
+        client.wait_for_job(job.id, Duration::from_millis(50), |_| {}),
+    )
+    .await
+    .expect("job did not finish in time")
+    .unwrap()
+}
+
+/// Waits for `job` and asserts it succeeded.
+pub async fn succeed(client: &Client, job: &Job) -> Job {
+    let job = finish(client, job, Duration::from_secs(90)).await;
+    assert_eq!(
+        job.state,
+        JobState::Succeeded,
+        "job failed: {:?}",
+        job.error
+    );
+    job
+}
+
+/// Creates a demo VM and waits until it runs.
+pub async fn running_vm(client: &Client, name: &str) -> Vm {
+    let created = client.create_vm(&demo_vm(name)).await.unwrap();
+    succeed(client, &created.job).await;
+    client.vm(created.vm.id).await.unwrap()
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for up to `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the VM's serial console has shown `text`.
+pub async fn console_shows(client: &Client, id: VmId, text: &str) -> String {
+    eventually(
+        Duration::from_secs(90),
+        &format!("{text:?} on the serial console"),
+        || async {
+            let output = client.console_output(id).await.unwrap();
+            output.contains(text).then_some(output)
+        },
+    )
+    .await
+}

@@ -1,0 +1,23 @@
+//! porthole's domain model, shared by every layer above it.
+//!
+//! This crate owns the vocabulary: what a VM spec is and when it is valid ([`spec`]), which
+//! state a VM is in and which actions that state allows ([`state`]), what a job is ([`job`]),
+//! and the [`driver::Driver`] trait that every hypervisor backend implements. It performs no
+//! I/O, so its rules can be tested exhaustively and reused by the plane, drivers and agents.
+
+pub mod driver;
+pub mod ids;
+pub mod job;
+pub mod spec;
+pub mod state;
+pub mod user;
+
+pub use driver::{
+    BootMedia, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PowerState, Progress,
+    VmDefinition,
+};
+pub use ids::{IsoId, JobId, TemplateId, UserId, VmId};
+pub use job::{JobKind, JobState};
+pub use spec::{Resources, SpecError, VmName};
+pub use state::{Action, IllegalTransition, VmState};
+pub use user::Role;

@@ -1,0 +1,198 @@
+//! Choosing between KVM and TCG.
+//!
+//! `/dev/kvm` existing proves little: on some hosts QEMU opens it and then aborts when it
+//! programs the vCPU ("failed to set MSR"), or the guest never executes. So the probe boots a
+//! real, tiny guest: a 512-byte boot sector that writes a marker to the first serial port.
+//! KVM is used only if that marker arrives; otherwise porthole runs guests under TCG.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+/// How long the probe guest gets to print its marker. SeaBIOS reaches a boot sector in well
+/// under a second when KVM works.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// What the probe guest writes to COM1.
+const MARKER: &[u8] = b"KVM";
+
+/// How guests execute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualisation through /dev/kvm.
+    Kvm,
+    /// QEMU's software emulator.
+    Tcg,
+}
+
+impl Accel {
+    /// QEMU's `-accel` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+
+    /// QEMU's `-cpu` value that suits the accelerator.
+    pub fn cpu_model(self) -> &'static str {
+        match self {
+            Accel::Kvm => "host",
+            Accel::Tcg => "max",
+        }
+    }
+}
+
+/// The outcome of [`probe`]: the choice and why it was made, to be logged once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccelChoice {
+    /// The accelerator to use.
+    pub accel: Accel,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// A boot sector: write "KVM" to COM1 (port 0x3f8), then halt forever.
+fn probe_boot_sector() -> [u8; 512] {
+    let mut sector = [0u8; 512];
+    let mut code = vec![0xBA, 0xF8, 0x03]; // mov dx, 0x3f8
+    for &byte in MARKER {
+        code.extend_from_slice(&[0xB0, byte, 0xEE]); // mov al, byte; out dx, al
+    }
+    code.extend_from_slice(&[0xF4, 0xEB, 0xFD]); // hlt; jmp back to hlt
+    sector[..code.len()].copy_from_slice(&code);
+    sector[510] = 0x55;
+    sector[511] = 0xAA;
+    sector
+}
+
+/// Finds out whether KVM really runs guests here.
+pub async fn probe(qemu: &Path, scratch: &Path) -> AccelChoice {
+    let tcg = |reason: String| AccelChoice {
+        accel: Accel::Tcg,
+        reason,
+    };
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        return tcg(format!("/dev/kvm is not usable ({e})"));
+    }
+    match run_probe_guest(qemu, scratch, Accel::Kvm).await {
+        Ok(()) => AccelChoice {
+            accel: Accel::Kvm,
+            reason: "a KVM probe guest ran".into(),
+        },
+        Err(why) => tcg(format!(
+            "/dev/kvm exists but a KVM probe guest failed: {why}"
+        )),
+    }
+}
+
+async fn run_probe_guest(qemu: &Path, scratch: &Path, accel: Accel) -> Result<(), String> {
+    let image = scratch.join("kvm-probe.img");
+    std::fs::write(&image, probe_boot_sector()).map_err(|e| format!("writing {image:?}: {e}"))?;
+    let mut drive = std::ffi::OsString::from("format=raw,if=ide,snapshot=on,file=");
+    drive.push(&image);
+    let child = Command::new(qemu)
+        .args([
+            "-accel",
+            accel.as_str(),
+            "-cpu",
+            accel.cpu_model(),
+            "-machine",
+            "pc",
+            "-m",
+            "16",
+        ])
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+        ])
+        .arg("-drive")
+        .arg(drive)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let result = match child {
+        Err(e) => Err(format!("cannot run {}: {e}", qemu.display())),
+        Ok(mut child) => {
+            let mut stdout = child.stdout.take().expect("stdout is piped");
+            let mut seen = Vec::new();
+            let wait_for_marker = async {
+                let mut buf = [0u8; 256];
+                loop {
+                    match stdout.read(&mut buf).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                    if seen.windows(MARKER.len()).any(|w| w == MARKER) {
+                        return true;
+                    }
+                }
+            };
+            let outcome = tokio::time::timeout(PROBE_TIMEOUT, wait_for_marker).await;
+            let _ = child.start_kill();
+            let stderr = match child.wait_with_output().await {
+                Ok(output) => String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+                Err(_) => String::new(),
+            };
+            match outcome {
+                Ok(true) => Ok(()),
+                Ok(false) if !stderr.is_empty() => Err(last_line(&stderr)),
+                Ok(false) => Err("QEMU exited before the guest ran".into()),
+                Err(_) => Err(format!(
+                    "the guest printed nothing within {} s",
+                    PROBE_TIMEOUT.as_secs()
+                )),
+            }
+        }
+    };
+    let _ = std::fs::remove_file(&image);
+    result
+}
+
+fn last_line(text: &str) -> String {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(text)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_sector_is_bootable_and_prints_the_marker() {
+        let sector = probe_boot_sector();
+        assert_eq!(&sector[510..], &[0x55, 0xAA]);
+        let outs: Vec<u8> = sector
+            .windows(3)
+            .filter(|w| w[0] == 0xB0 && w[2] == 0xEE)
+            .map(|w| w[1])
+            .collect();
+        assert_eq!(outs, MARKER);
+    }
+
+    /// The probe is only meaningful if its guest really prints the marker where it can run;
+    /// TCG always can, so a broken boot sector would show here.
+    #[tokio::test]
+    async fn probe_guest_prints_its_marker_under_tcg() {
+        let dir = tempfile::tempdir().unwrap();
+        let qemu = Path::new("qemu-system-x86_64");
+        run_probe_guest(qemu, dir.path(), Accel::Tcg).await.unwrap();
+        assert!(!dir.path().join("kvm-probe.img").exists());
+    }
+}

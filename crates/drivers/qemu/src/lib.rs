@@ -1,0 +1,477 @@
+//! porthole's built-in node: QEMU processes on this host.
+//!
+//! Each VM lives in its own directory under the driver's root, named by its id:
+//! `vm.json` (the definition, written last at create), `disk.qcow2`, the QMP, VNC and serial
+//! unix sockets, `qemu.pid` and `qemu.log`. Deleting a VM removes the directory, so nothing is
+//! left behind.
+//!
+//! Starting a VM goes:
+//! 1. launch QEMU daemonized and paused (`-S`), so it survives porthole restarts;
+//! 2. attach the [`serial::SerialTap`] before the guest can print anything;
+//! 3. `cont` over QMP.
+//!
+//! On [`QemuDriver::open`], every VM whose QEMU still runs is re-adopted: its serial tap is
+//! re-attached and nothing is started again.
+
+pub mod accel;
+pub mod image;
+pub mod process;
+pub mod qmp;
+pub mod serial;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use porthole_core::driver::{
+    BootMedia, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PowerState, Progress,
+    VmDefinition,
+};
+use porthole_core::ids::VmId;
+use porthole_core::spec::Resources;
+use serde_json::json;
+
+pub use accel::{Accel, AccelChoice};
+use image::ImageError;
+use process::{LaunchError, VmFiles};
+use qmp::{Qmp, QmpError};
+use serial::SerialTap;
+
+/// How long `stop` waits for QEMU to exit after `quit` before killing it.
+const QUIT_GRACE: Duration = Duration::from_secs(5);
+
+/// How the driver runs QEMU.
+#[derive(Clone, Debug)]
+pub struct QemuConfig {
+    /// Where VM directories live.
+    pub root: PathBuf,
+    /// The `qemu-system-x86_64` binary.
+    pub qemu: PathBuf,
+    /// KVM or TCG; see [`accel::probe`].
+    pub accel: Accel,
+}
+
+/// The local QEMU node.
+#[derive(Debug)]
+pub struct QemuDriver {
+    config: QemuConfig,
+    taps: Mutex<HashMap<VmId, Arc<SerialTap>>>,
+    locks: Mutex<HashMap<VmId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl QemuDriver {
+    /// Opens the node rooted at `config.root`, creating it if needed, and re-adopts every VM
+    /// whose QEMU still runs.
+    pub async fn open(config: QemuConfig) -> Result<Self, DriverError> {
+        create_private_dir(&config.root)?;
+        let probe = VmFiles::new(&config.root, VmId::random()).longest_socket_path();
+        if probe.as_os_str().len() > process::MAX_SOCKET_PATH {
+            return Err(DriverError::BadImage(format!(
+                "the data directory {} is too deep: VM socket paths would be {} bytes, and unix \
+                 sockets allow {}; choose a shorter --data-dir",
+                config.root.display(),
+                probe.as_os_str().len(),
+                process::MAX_SOCKET_PATH
+            )));
+        }
+        let driver = Self {
+            config,
+            taps: Mutex::default(),
+            locks: Mutex::default(),
+        };
+        for id in driver.vm_ids()? {
+            let files = driver.files(id);
+            if process::running_pid(&files.pidfile()).is_some() {
+                match SerialTap::attach(&files.serial()).await {
+                    Ok(tap) => {
+                        driver.taps().insert(id, tap);
+                        tracing::info!(vm = %id, "re-adopted running QEMU");
+                    }
+                    Err(e) => {
+                        tracing::warn!(vm = %id, error = %e, "running QEMU has no serial socket");
+                    }
+                }
+            }
+        }
+        Ok(driver)
+    }
+
+    /// The accelerator guests run under.
+    pub fn accel(&self) -> Accel {
+        self.config.accel
+    }
+
+    fn files(&self, id: VmId) -> VmFiles {
+        VmFiles::new(&self.config.root, id)
+    }
+
+    fn taps(&self) -> std::sync::MutexGuard<'_, HashMap<VmId, Arc<SerialTap>>> {
+        self.taps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serialises operations on one VM.
+    fn lock(&self, id: VmId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(locks.entry(id).or_default())
+    }
+
+    fn vm_ids(&self) -> Result<Vec<VmId>, DriverError> {
+        let entries = std::fs::read_dir(&self.config.root)
+            .map_err(|e| DriverError::io(format!("listing {}", self.config.root.display()), e))?;
+        Ok(entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+            .collect())
+    }
+
+    fn load_definition(&self, id: VmId) -> Result<VmDefinition, DriverError> {
+        let path = self.files(id).definition();
+        let text = match std::fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(DriverError::NotFound(id));
+            }
+            Err(e) => return Err(DriverError::io(format!("reading {}", path.display()), e)),
+        };
+        serde_json::from_slice(&text).map_err(|e| {
+            DriverError::io(
+                format!("parsing {}", path.display()),
+                std::io::Error::other(e),
+            )
+        })
+    }
+
+    fn save_definition(&self, def: &VmDefinition) -> Result<(), DriverError> {
+        let path = self.files(def.id).definition();
+        let text = serde_json::to_vec_pretty(def).expect("definitions always serialise");
+        write_atomically(&path, &text)
+    }
+
+    /// Runs one QMP command against a running VM.
+    async fn qmp(
+        &self,
+        id: VmId,
+        operation: &'static str,
+        command: &str,
+        arguments: Option<serde_json::Value>,
+    ) -> Result<(), DriverError> {
+        let files = self.files(id);
+        if process::running_pid(&files.pidfile()).is_none() {
+            return Err(DriverError::Hypervisor {
+                operation,
+                message: "the VM is not running".into(),
+            });
+        }
+        let mut qmp = Qmp::connect(&files.qmp())
+            .await
+            .map_err(|e| qmp_error(operation, &e))?;
+        qmp.run(command, arguments)
+            .await
+            .map_err(|e| qmp_error(operation, &e))
+    }
+
+    /// Starts QEMU, attaches the serial tap, then lets the guest run. Must hold the VM lock.
+    async fn boot(&self, id: VmId) -> Result<(), DriverError> {
+        let files = self.files(id);
+        if process::running_pid(&files.pidfile()).is_none() {
+            let def = self.load_definition(id)?;
+            process::launch(&self.config.qemu, self.config.accel, &files, &def)
+                .await
+                .map_err(|e| launch_error(&e))?;
+        }
+        let tap_is_live = self.taps().get(&id).is_some_and(|tap| tap.is_open());
+        if !tap_is_live {
+            match SerialTap::attach(&files.serial()).await {
+                Ok(tap) => {
+                    self.taps().insert(id, tap);
+                }
+                Err(e) => {
+                    process::kill_hard(&files.pidfile());
+                    return Err(DriverError::io("attaching the serial console", e));
+                }
+            }
+        }
+        let mut qmp = Qmp::connect(&files.qmp())
+            .await
+            .map_err(|e| qmp_error("start", &e))?;
+        let status = qmp
+            .query_status()
+            .await
+            .map_err(|e| qmp_error("start", &e))?;
+        // `prelaunch` is a fresh QEMU started with -S. A VM the user suspended stays paused.
+        if status.status == "prelaunch" {
+            qmp.run("cont", None)
+                .await
+                .map_err(|e| qmp_error("start", &e))?;
+        }
+        Ok(())
+    }
+
+    /// Ends QEMU: `quit` first, SIGKILL if it lingers. Must hold the VM lock.
+    async fn halt(&self, id: VmId) -> Result<(), DriverError> {
+        let files = self.files(id);
+        let pidfile = files.pidfile();
+        if process::running_pid(&pidfile).is_some() {
+            if let Ok(mut qmp) = Qmp::connect(&files.qmp()).await {
+                // QEMU may close the socket before answering; the wait below is what counts.
+                let _ = qmp.run("quit", None).await;
+            }
+            if !process::wait_for_exit(&pidfile, QUIT_GRACE).await {
+                tracing::warn!(vm = %id, "QEMU ignored quit; killing it");
+                process::kill_hard(&pidfile);
+                if !process::wait_for_exit(&pidfile, QUIT_GRACE).await {
+                    return Err(DriverError::Timeout {
+                        operation: "stop",
+                        seconds: 10,
+                    });
+                }
+            }
+        }
+        // The closed tap keeps the last output (why did it stop?) until the next start.
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Driver for QemuDriver {
+    fn kind(&self) -> &'static str {
+        "qemu"
+    }
+
+    async fn create(&self, def: &VmDefinition, progress: &dyn Progress) -> Result<(), DriverError> {
+        let lock = self.lock(def.id);
+        let _held = lock.lock().await;
+        let files = self.files(def.id);
+        if files.definition().exists() && files.disk().exists() {
+            return Ok(());
+        }
+        let result = async {
+            create_private_dir(files.dir())?;
+            progress.update(0.1, "creating the disk");
+            let staged = files.dir().join("disk.qcow2.partial");
+            let size = def.resources.disk_bytes();
+            match &def.boot {
+                BootMedia::Template { disk, format, .. } => {
+                    image::create_overlay(disk, *format, &staged, size).await
+                }
+                BootMedia::Iso { .. } => image::create_blank(&staged, size).await,
+            }
+            .map_err(|e| image_error("creating the disk", e))?;
+            std::fs::rename(&staged, files.disk())
+                .map_err(|e| DriverError::io(format!("renaming {}", staged.display()), e))?;
+            progress.update(0.9, "saving the definition");
+            self.save_definition(def)
+        }
+        .await;
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(files.dir());
+        }
+        result
+    }
+
+    async fn start(&self, vm: VmId) -> Result<(), DriverError> {
+        let lock = self.lock(vm);
+        let _held = lock.lock().await;
+        self.boot(vm).await
+    }
+
+    async fn stop(&self, vm: VmId) -> Result<(), DriverError> {
+        let lock = self.lock(vm);
+        let _held = lock.lock().await;
+        self.halt(vm).await
+    }
+
+    async fn shutdown(&self, vm: VmId, timeout: Duration) -> Result<(), DriverError> {
+        let lock = self.lock(vm);
+        let _held = lock.lock().await;
+        let pidfile = self.files(vm).pidfile();
+        if process::running_pid(&pidfile).is_none() {
+            return Ok(());
+        }
+        self.qmp(vm, "shutdown", "system_powerdown", None).await?;
+        if !process::wait_for_exit(&pidfile, timeout).await {
+            tracing::info!(vm = %vm, timeout_s = timeout.as_secs(), "guest ignored ACPI shutdown; stopping it");
+        }
+        self.halt(vm).await
+    }
+
+    async fn reset(&self, vm: VmId) -> Result<(), DriverError> {
+        let lock = self.lock(vm);
+        let _held = lock.lock().await;
+        self.qmp(vm, "reset", "system_reset", None).await
+    }
+
+    async fn suspend(&self, vm: VmId) -> Result<(), DriverError> {
+        let lock = self.lock(vm);
+        let _held = lock.lock().await;
+        self.qmp(vm, "suspend", "stop", None).await
+    }
+
+    async fn resume(&self, vm: VmId) -> Result<(), DriverError> {
+        let lock = self.lock(vm);
+        let _held = lock.lock().await;
+        self.qmp(vm, "resume", "cont", None).await
+    }
+
+    async fn delete(&self, vm: VmId) -> Result<(), DriverError> {
+        let lock = self.lock(vm);
+        let held = lock.lock().await;
+        self.halt(vm).await?;
+        let dir = self.files(vm).dir().to_owned();
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(DriverError::io(format!("removing {}", dir.display()), e)),
+        }
+        self.taps().remove(&vm);
+        drop(held);
+        self.locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&vm);
+        Ok(())
+    }
+
+    async fn status(&self, vm: VmId) -> Result<PowerState, DriverError> {
+        let files = self.files(vm);
+        if !files.definition().exists() {
+            return Err(DriverError::NotFound(vm));
+        }
+        if process::running_pid(&files.pidfile()).is_none() {
+            return Ok(PowerState::Stopped);
+        }
+        let status = async {
+            let mut qmp = Qmp::connect(&files.qmp()).await?;
+            qmp.query_status().await
+        }
+        .await;
+        match status {
+            Ok(status) if status.running => Ok(PowerState::Running),
+            Ok(_) => Ok(PowerState::Paused),
+            // It exited between the two checks.
+            Err(_) if process::running_pid(&files.pidfile()).is_none() => Ok(PowerState::Stopped),
+            Err(e) => Err(qmp_error("status", &e)),
+        }
+    }
+
+    async fn inventory(&self) -> Result<Vec<(VmId, PowerState)>, DriverError> {
+        let mut vms = Vec::new();
+        for id in self.vm_ids()? {
+            match self.status(id).await {
+                Ok(state) => vms.push((id, state)),
+                // A directory without a definition is a create that never finished.
+                Err(DriverError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(vms)
+    }
+
+    async fn resize(&self, vm: VmId, resources: Resources) -> Result<(), DriverError> {
+        let lock = self.lock(vm);
+        let _held = lock.lock().await;
+        let mut def = self.load_definition(vm)?;
+        let files = self.files(vm);
+        if resources.disk_gib < def.resources.disk_gib {
+            return Err(DriverError::Hypervisor {
+                operation: "resize",
+                message: "disks can only grow".into(),
+            });
+        }
+        if resources.disk_gib > def.resources.disk_gib {
+            let size = resources.disk_bytes();
+            if process::running_pid(&files.pidfile()).is_some() {
+                let mut qmp = Qmp::connect(&files.qmp())
+                    .await
+                    .map_err(|e| qmp_error("resize", &e))?;
+                qmp.run(
+                    "block_resize",
+                    Some(json!({ "device": "disk0", "size": size })),
+                )
+                .await
+                .map_err(|e| qmp_error("resize", &e))?;
+            } else {
+                image::grow(&files.disk(), size)
+                    .await
+                    .map_err(|e| image_error("resize", e))?;
+            }
+        }
+        def.resources = resources;
+        self.save_definition(&def)
+    }
+
+    async fn console(&self, vm: VmId, kind: ConsoleKind) -> Result<ConsoleEndpoint, DriverError> {
+        let files = self.files(vm);
+        if process::running_pid(&files.pidfile()).is_none() {
+            return Err(DriverError::Hypervisor {
+                operation: "console",
+                message: "the VM is not running".into(),
+            });
+        }
+        match kind {
+            ConsoleKind::Vnc => Ok(ConsoleEndpoint::UnixSocket {
+                path: files.vnc(),
+                password: None,
+            }),
+            ConsoleKind::Serial => Err(DriverError::Unsupported("serial console streams")),
+        }
+    }
+
+    async fn console_output(&self, vm: VmId) -> Result<Vec<u8>, DriverError> {
+        if !self.files(vm).definition().exists() {
+            return Err(DriverError::NotFound(vm));
+        }
+        Ok(self
+            .taps()
+            .get(&vm)
+            .map(|tap| tap.scrollback())
+            .unwrap_or_default())
+    }
+}
+
+fn qmp_error(operation: &'static str, error: &QmpError) -> DriverError {
+    DriverError::Hypervisor {
+        operation,
+        message: error.to_string(),
+    }
+}
+
+fn launch_error(error: &LaunchError) -> DriverError {
+    DriverError::Hypervisor {
+        operation: "start",
+        message: error.to_string(),
+    }
+}
+
+fn image_error(operation: &'static str, error: ImageError) -> DriverError {
+    match error {
+        ImageError::Rejected(why) => DriverError::BadImage(why),
+        other => DriverError::Hypervisor {
+            operation,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Creates `dir` (and parents) readable only by porthole's user.
+fn create_private_dir(dir: &Path) -> Result<(), DriverError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| DriverError::io(format!("creating {}", dir.display()), e))
+}
+
+/// Replaces `path` with `contents` so that a crash leaves either the old or the new file.
+fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), DriverError> {
+    let staged = path.with_extension("partial");
+    let io = |e| DriverError::io(format!("writing {}", path.display()), e);
+    std::fs::write(&staged, contents).map_err(io)?;
+    std::fs::File::open(&staged)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&staged, path).map_err(io)
+}

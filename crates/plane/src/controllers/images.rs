@@ -1,0 +1,180 @@
+//! Templates and ISOs: listing, uploading (multipart, streamed to disk) and removing.
+
+use axum::Json;
+use axum::extract::multipart::Field;
+use axum::extract::{Multipart, Path, State};
+use axum::http::StatusCode;
+use porthole_api::{ErrorBody, Iso, Template};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::services::images::{self, StagedFile, TemplateUpload, iso_to_wire, template_to_wire};
+
+/// Longest text field accepted in an upload form.
+const MAX_TEXT_FIELD: usize = 4096;
+
+/// Every template.
+#[utoipa::path(get, path = "/api/v1/templates", tag = "images", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Template>)))]
+pub async fn list_templates(
+    State(app): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Vec<Template>>, ApiError> {
+    Ok(Json(
+        app.store
+            .templates()
+            .await?
+            .iter()
+            .map(template_to_wire)
+            .collect(),
+    ))
+}
+
+/// Imports a template (admins only). A `multipart/form-data` body with the parts `name`,
+/// `disk` (qcow2 or raw), and optionally `kernel`, `initrd` and `cmdline` for direct boot.
+/// Send `name` first: a taken name is refused before the image is received.
+#[utoipa::path(post, path = "/api/v1/templates", tag = "images", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", description = "name, disk, kernel?, initrd?, cmdline?"),
+    responses((status = 201, body = Template), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn import_template(
+    State(app): State<AppState>,
+    caller: Caller,
+    mut form: Multipart,
+) -> Result<(StatusCode, Json<Template>), ApiError> {
+    caller.require_admin()?;
+    let mut upload = TemplateUpload {
+        name: None,
+        cmdline: None,
+        staging: app.images.stage()?,
+        disk: None,
+        kernel: None,
+        initrd: None,
+    };
+    while let Some(field) = next_field(&mut form).await? {
+        match field.name().unwrap_or_default() {
+            "name" => {
+                let name = text(field, "name").await?;
+                images::check_template_name(&app, &name).await?;
+                upload.name = Some(name);
+            }
+            "cmdline" => upload.cmdline = Some(text(field, "cmdline").await?),
+            "disk" => upload.disk = Some(file(&mut upload, field, "disk", "disk").await?),
+            "kernel" => upload.kernel = Some(file(&mut upload, field, "kernel", "vmlinuz").await?),
+            "initrd" => upload.initrd = Some(file(&mut upload, field, "initrd", "initrd").await?),
+            other => return Err(unknown_part(other, "name, disk, kernel, initrd, cmdline")),
+        }
+    }
+    let template = images::finish_template_import(&app, upload).await?;
+    Ok((StatusCode::CREATED, Json(template)))
+}
+
+async fn file(
+    upload: &mut TemplateUpload,
+    field: Field<'_>,
+    name: &'static str,
+    stored_as: &str,
+) -> Result<StagedFile, ApiError> {
+    upload.staging.receive(name, stored_as, field).await
+}
+
+/// Removes a template no VM uses (admins only).
+#[utoipa::path(delete, path = "/api/v1/templates/{name}", tag = "images",
+    security(("bearer" = [])), params(("name" = String, Path, description = "The template's name")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_template(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_admin()?;
+    images::delete_template(&app, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every ISO.
+#[utoipa::path(get, path = "/api/v1/isos", tag = "images", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Iso>)))]
+pub async fn list_isos(
+    State(app): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Vec<Iso>>, ApiError> {
+    Ok(Json(
+        app.store.isos().await?.iter().map(iso_to_wire).collect(),
+    ))
+}
+
+/// Imports an installer ISO (admins only): a `multipart/form-data` body with the parts
+/// `name` (first) and `iso`.
+#[utoipa::path(post, path = "/api/v1/isos", tag = "images", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", description = "name, iso"),
+    responses((status = 201, body = Iso), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn import_iso(
+    State(app): State<AppState>,
+    caller: Caller,
+    mut form: Multipart,
+) -> Result<(StatusCode, Json<Iso>), ApiError> {
+    caller.require_admin()?;
+    let mut staging = app.images.stage()?;
+    let (mut name, mut iso) = (None, None);
+    while let Some(field) = next_field(&mut form).await? {
+        match field.name().unwrap_or_default() {
+            "name" => {
+                let text = text(field, "name").await?;
+                images::check_iso_name(&app, &text).await?;
+                name = Some(text);
+            }
+            "iso" => iso = Some(staging.receive("iso", "image.iso", field).await?),
+            other => return Err(unknown_part(other, "name, iso")),
+        }
+    }
+    let iso = images::finish_iso_import(&app, name, staging, iso).await?;
+    Ok((StatusCode::CREATED, Json(iso)))
+}
+
+/// Removes an ISO no VM uses (admins only).
+#[utoipa::path(delete, path = "/api/v1/isos/{name}", tag = "images", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The ISO's name")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_iso(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_admin()?;
+    images::delete_iso(&app, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn next_field<'a>(form: &'a mut Multipart) -> Result<Option<Field<'a>>, ApiError> {
+    form.next_field()
+        .await
+        .map_err(|e| ApiError::malformed(None, format!("malformed multipart body: {e}")))
+}
+
+async fn text(mut field: Field<'_>, name: &'static str) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::malformed(Some(name), format!("{name}: {e}")))?
+    {
+        if bytes.len() + chunk.len() > MAX_TEXT_FIELD {
+            return Err(ApiError::invalid(
+                name,
+                format!("is longer than {MAX_TEXT_FIELD} bytes"),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError::invalid(name, "is not UTF-8 text"))
+}
+
+fn unknown_part(name: &str, known: &str) -> ApiError {
+    ApiError::malformed(
+        Some(name),
+        format!("{name}: unknown form part; expected {known}"),
+    )
+}

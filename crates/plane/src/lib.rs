@@ -1,0 +1,205 @@
+//! porthole's control plane.
+//!
+//! [`Plane::open`] brings everything up in order:
+//! 1. lock the data directory, so two planes never drive the same VMs;
+//! 2. open the database and bring its schema up to date;
+//! 3. choose KVM or TCG (probing unless told), and log the choice once;
+//! 4. open the local QEMU node, which re-adopts VMs whose QEMU still runs;
+//! 5. make sure the `admin` account (and with `--demo`, the `demo` template) exists;
+//! 6. release the leases of jobs a previous run left running, and record every VM's real
+//!    state.
+//!
+//! [`Plane::serve`] then runs the REST API, the job workers and the reconciler until it is
+//! told to stop.
+
+pub mod app;
+mod controllers;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod router;
+pub mod services;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use nix::fcntl::{Flock, FlockArg};
+use porthole_qemu::{Accel, QemuConfig, QemuDriver};
+use porthole_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use app::{AccelSetting, PlaneConfig};
+use app::{App, AppState, Nodes, SystemClock};
+use error::chain;
+use services::{auth, images, jobs, reconcile};
+
+/// A plane that is open and ready to serve.
+#[derive(Debug)]
+pub struct Plane {
+    app: AppState,
+    listener: TcpListener,
+    _lock: Flock<std::fs::File>,
+    /// The `admin` password, if this start generated it. Show it to the operator once.
+    pub generated_admin_password: Option<String>,
+}
+
+impl Plane {
+    /// Opens the plane described by `config`. See the crate docs for the steps.
+    pub async fn open(config: PlaneConfig) -> anyhow::Result<Plane> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.data_dir)
+            .with_context(|| {
+                format!("creating the data directory {}", config.data_dir.display())
+            })?;
+        let data_dir = config.data_dir.canonicalize()?;
+        let lock = lock_data_dir(&data_dir)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+
+        let store = Store::open_sqlite(&data_dir.join("porthole.db"))
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the database: {}", chain(&e)))?;
+        check_qemu(&config.qemu).await?;
+        let accel = match config.accel {
+            AccelSetting::Fixed(accel) => {
+                tracing::info!(
+                    accel = accel.as_str(),
+                    "guests run under the configured accelerator"
+                );
+                accel
+            }
+            AccelSetting::Auto => {
+                let choice = porthole_qemu::accel::probe(&config.qemu, &data_dir).await;
+                tracing::info!(accel = choice.accel.as_str(), reason = %choice.reason, "chose the guest accelerator");
+                choice.accel
+            }
+        };
+        let qemu = QemuDriver::open(QemuConfig {
+            root: data_dir.join("vms"),
+            qemu: config.qemu.clone(),
+            accel,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the local QEMU node: {}", chain(&e)))?;
+        let images = images::ImageLibrary::open(&data_dir).context("opening the image library")?;
+        let config = PlaneConfig { data_dir, ..config };
+        let app = AppState(Arc::new(App {
+            config,
+            store,
+            nodes: Nodes::local(Arc::new(qemu)),
+            images,
+            clock: Arc::new(SystemClock),
+            accel,
+            job_queued: Notify::new(),
+        }));
+
+        let generated_admin_password = auth::ensure_admin(&app)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the admin account: {e}"))?;
+        if let Some(guest) = &app.config.demo_guest {
+            images::ensure_demo_template(&app, guest)
+                .await
+                .map_err(|e| anyhow::anyhow!("preparing the demo template: {e}"))?;
+        }
+        // This process holds the data directory's lock, so no other worker is alive.
+        let resumed = app.store.expire_all_leases().await?;
+        if resumed > 0 {
+            tracing::info!(
+                jobs = resumed,
+                "resuming jobs an earlier run left unfinished"
+            );
+        }
+        reconcile::reconcile_states(&app)
+            .await
+            .map_err(|e| anyhow::anyhow!("reconciling VM states: {e}"))?;
+        if let Err(e) = reconcile::report_unknown_vms(&app).await {
+            tracing::warn!(error = %e, "cannot list the node's VMs");
+        }
+        Ok(Plane {
+            app,
+            listener,
+            _lock: lock,
+            generated_admin_password,
+        })
+    }
+
+    /// The address the API listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The accelerator guests run under.
+    pub fn accel(&self) -> Accel {
+        self.app.accel
+    }
+
+    /// Serves until `shutdown` resolves. VMs keep running after the plane stops.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let workers = tokio::spawn(jobs::run_workers(self.app.clone(), stop.clone()));
+        let reconciler = tokio::spawn(reconcile::run(self.app.clone(), stop.clone()));
+        tracing::info!(address = %self.listener.local_addr()?, "porthole is serving");
+        let result = axum::serve(self.listener, router::router(self.app.clone()))
+            .with_graceful_shutdown(shutdown)
+            .await;
+        stop.cancel();
+        let _ = tokio::join!(workers, reconciler);
+        self.app.store.close().await;
+        result.context("serving HTTP")
+    }
+}
+
+/// Takes the data directory's lock, or says which process holds it.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<Flock<std::fs::File>> {
+    use std::io::Write;
+    let path = data_dir.join("porthole.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((_, _)) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "another porthole (pid {}) is using {}; stop it first",
+                holder.trim(),
+                data_dir.display()
+            );
+        }
+    };
+    lock.set_len(0)?;
+    write!(lock, "{}", std::process::id())?;
+    Ok(lock)
+}
+
+/// Fails with installation advice if QEMU cannot run.
+async fn check_qemu(qemu: &PathBuf) -> anyhow::Result<()> {
+    let output = tokio::process::Command::new(qemu)
+        .arg("--version")
+        .output()
+        .await;
+    match output {
+        Ok(output) if output.status.success() => Ok(()),
+        _ => bail!(
+            "cannot run {}: install QEMU (apt-get install -t bookworm-backports qemu-system-x86) \
+             or pass --qemu PATH",
+            qemu.display()
+        ),
+    }
+}

@@ -1,0 +1,472 @@
+//! Template and ISO files under the data directory.
+//!
+//! ```text
+//! <data-dir>/templates/<id>/{disk, vmlinuz, initrd}
+//! <data-dir>/isos/<id>.iso
+//! <data-dir>/incoming/<random>/          uploads in progress
+//! ```
+//!
+//! An import goes:
+//! 1. each uploaded part streams into a [`Staging`] directory, hashed on the way;
+//! 2. the files are verified: a disk must be a self-contained qcow2 or raw image, a kernel an
+//!    x86 bzImage, an ISO an ISO 9660 image;
+//! 3. the staging directory is renamed into place and only then the row is written.
+//!
+//! A failed or interrupted import leaves nothing: [`Staging`] removes its directory when
+//! dropped uncommitted, and leftovers of a crash are swept at start-up.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use porthole_api::{Iso, Template};
+use porthole_core::spec::{SpecError, VmName, gib_to_hold};
+use porthole_core::{IsoId, TemplateId};
+use porthole_qemu::image::{self, ImageError};
+use porthole_store::images::{IsoRecord, TemplateRecord};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::services::auth::from_millis;
+
+/// Largest upload accepted for one file.
+pub const MAX_IMAGE_BYTES: u64 = 1 << 40;
+/// Longest kernel command line accepted (Linux allows 2048 on x86).
+pub const MAX_CMDLINE_LEN: usize = 2048;
+
+/// The template and ISO files.
+#[derive(Debug, Clone)]
+pub struct ImageLibrary {
+    root: PathBuf,
+}
+
+/// A template's files on disk.
+#[derive(Debug, Clone)]
+pub struct TemplateFiles {
+    /// The base disk image.
+    pub disk: PathBuf,
+    /// The kernel, for direct boot.
+    pub kernel: Option<PathBuf>,
+    /// The initrd.
+    pub initrd: Option<PathBuf>,
+}
+
+impl ImageLibrary {
+    /// Opens the library in `data_dir`, creating its directories and sweeping away uploads
+    /// a crash interrupted.
+    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
+        let library = Self {
+            root: data_dir.to_owned(),
+        };
+        for dir in ["templates", "isos", "incoming"] {
+            std::fs::create_dir_all(data_dir.join(dir))?;
+        }
+        for leftover in std::fs::read_dir(library.incoming())? {
+            let path = leftover?.path();
+            tracing::info!(path = %path.display(), "removing an interrupted upload");
+            std::fs::remove_dir_all(&path)?;
+        }
+        Ok(library)
+    }
+
+    fn incoming(&self) -> PathBuf {
+        self.root.join("incoming")
+    }
+
+    fn template_dir(&self, id: TemplateId) -> PathBuf {
+        self.root.join("templates").join(id.to_string())
+    }
+
+    /// Where template `t`'s files are.
+    pub fn template_files(&self, t: &TemplateRecord) -> TemplateFiles {
+        let dir = self.template_dir(t.id);
+        TemplateFiles {
+            disk: dir.join("disk"),
+            kernel: t.kernel_sha256.as_ref().map(|_| dir.join("vmlinuz")),
+            initrd: t.initrd_sha256.as_ref().map(|_| dir.join("initrd")),
+        }
+    }
+
+    /// Where ISO `id` is.
+    pub fn iso_path(&self, id: IsoId) -> PathBuf {
+        self.root.join("isos").join(format!("{id}.iso"))
+    }
+
+    /// A fresh staging directory for an upload.
+    pub fn stage(&self) -> Result<Staging, ApiError> {
+        let dir = self.incoming().join(uuid::Uuid::new_v4().to_string());
+        std::fs::create_dir(&dir).map_err(|e| io_error(&dir, e))?;
+        Ok(Staging {
+            dir,
+            committed: false,
+        })
+    }
+}
+
+/// A file received into staging.
+#[derive(Debug, Clone)]
+pub struct StagedFile {
+    /// Where it is now.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Hex SHA-256 of its contents.
+    pub sha256: String,
+}
+
+/// An upload in progress. Dropping it uncommitted removes everything it received.
+#[derive(Debug)]
+pub struct Staging {
+    dir: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    /// Streams `stream` into the staging file `name`, hashing it, and refusing more than
+    /// [`MAX_IMAGE_BYTES`]. `field` names the upload part in errors.
+    pub async fn receive<S, E>(
+        &mut self,
+        field: &'static str,
+        name: &str,
+        mut stream: S,
+    ) -> Result<StagedFile, ApiError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: fmt::Display,
+    {
+        let path = self.dir.join(name);
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| io_error(&path, e))?;
+        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::malformed(Some(field), format!("{field}: the upload broke off: {e}"))
+            })?;
+            size += chunk.len() as u64;
+            if size > MAX_IMAGE_BYTES {
+                return Err(ApiError::invalid(
+                    field,
+                    format!("is larger than {MAX_IMAGE_BYTES} bytes"),
+                ));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| io_error(&path, e))?;
+        }
+        file.flush().await.map_err(|e| io_error(&path, e))?;
+        file.get_ref()
+            .sync_all()
+            .await
+            .map_err(|e| io_error(&path, e))?;
+        if size == 0 {
+            return Err(ApiError::invalid(field, "is empty"));
+        }
+        Ok(StagedFile {
+            path,
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    /// Moves the staging directory to `dest`, keeping its contents.
+    fn commit(mut self, dest: &Path) -> Result<(), ApiError> {
+        std::fs::rename(&self.dir, dest).map_err(|e| io_error(dest, e))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A template upload, once its parts are staged.
+#[derive(Debug)]
+pub struct TemplateUpload {
+    /// The template's name.
+    pub name: Option<String>,
+    /// The kernel command line.
+    pub cmdline: Option<String>,
+    /// The received files.
+    pub staging: Staging,
+    /// The base disk.
+    pub disk: Option<StagedFile>,
+    /// The kernel.
+    pub kernel: Option<StagedFile>,
+    /// The initrd.
+    pub initrd: Option<StagedFile>,
+}
+
+/// Checks an image name: the same rules as a VM name (a DNS label).
+pub fn validate_image_name(name: &str) -> Result<(), ApiError> {
+    VmName::parse(name)
+        .map(drop)
+        .map_err(|e| ApiError::Invalid(SpecError::new("name", e.problem)))
+}
+
+/// Fails early if a template called `name` exists, before a large upload is received.
+pub async fn check_template_name(app: &App, name: &str) -> Result<(), ApiError> {
+    validate_image_name(name)?;
+    if app.store.template_by_name(name).await?.is_some() {
+        return Err(ApiError::conflict(
+            Some("name"),
+            format!("name: a template called {name:?} exists already"),
+        ));
+    }
+    Ok(())
+}
+
+/// Fails early if an ISO called `name` exists.
+pub async fn check_iso_name(app: &App, name: &str) -> Result<(), ApiError> {
+    validate_image_name(name)?;
+    if app.store.iso_by_name(name).await?.is_some() {
+        return Err(ApiError::conflict(
+            Some("name"),
+            format!("name: an ISO called {name:?} exists already"),
+        ));
+    }
+    Ok(())
+}
+
+/// Verifies a staged template and makes it available.
+pub async fn finish_template_import(
+    app: &App,
+    upload: TemplateUpload,
+) -> Result<Template, ApiError> {
+    let name = upload
+        .name
+        .ok_or_else(|| ApiError::invalid("name", "is missing"))?;
+    validate_image_name(&name)?;
+    let disk = upload.disk.ok_or_else(|| {
+        ApiError::invalid(
+            "disk",
+            "is missing: attach the base image as the `disk` part",
+        )
+    })?;
+    let info = image::inspect_untrusted(&disk.path)
+        .await
+        .map_err(|e| match e {
+            ImageError::Rejected(why) => ApiError::invalid("disk", why),
+            ImageError::Failed { message, .. } => {
+                ApiError::invalid("disk", format!("is not a readable disk image: {message}"))
+            }
+            other => ApiError::internal(other),
+        })?;
+    if let Some(kernel) = &upload.kernel {
+        if !is_bzimage(&kernel.path)? {
+            return Err(ApiError::invalid(
+                "kernel",
+                "is not an x86 Linux kernel (bzImage)",
+            ));
+        }
+    } else if upload.initrd.is_some() || upload.cmdline.is_some() {
+        let field = if upload.initrd.is_some() {
+            "initrd"
+        } else {
+            "cmdline"
+        };
+        return Err(ApiError::invalid(
+            field,
+            "needs a kernel: attach one as the `kernel` part",
+        ));
+    }
+    if let Some(cmdline) = &upload.cmdline
+        && (cmdline.len() > MAX_CMDLINE_LEN || cmdline.chars().any(char::is_control))
+    {
+        return Err(ApiError::invalid(
+            "cmdline",
+            format!("must be one line of at most {MAX_CMDLINE_LEN} characters"),
+        ));
+    }
+    let record = TemplateRecord {
+        id: TemplateId::random(),
+        name,
+        disk_format: info.format,
+        virtual_size: info.virtual_size,
+        file_size: disk.size,
+        sha256: disk.sha256,
+        kernel_sha256: upload.kernel.map(|k| k.sha256),
+        initrd_sha256: upload.initrd.map(|i| i.sha256),
+        cmdline: upload.cmdline,
+        created_at: app.clock.now_millis(),
+    };
+    let dir = app.images.template_dir(record.id);
+    upload.staging.commit(&dir)?;
+    if let Err(e) = app.store.insert_template(&record).await {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e.into());
+    }
+    tracing::info!(template = %record.name, size = record.file_size, "template imported");
+    Ok(template_to_wire(&record))
+}
+
+/// Verifies a staged ISO and makes it available.
+pub async fn finish_iso_import(
+    app: &App,
+    name: Option<String>,
+    staging: Staging,
+    iso: Option<StagedFile>,
+) -> Result<Iso, ApiError> {
+    let name = name.ok_or_else(|| ApiError::invalid("name", "is missing"))?;
+    validate_image_name(&name)?;
+    let iso = iso.ok_or_else(|| {
+        ApiError::invalid("iso", "is missing: attach the image as the `iso` part")
+    })?;
+    if !is_iso9660(&iso.path)? {
+        return Err(ApiError::invalid("iso", "is not an ISO 9660 image"));
+    }
+    let record = IsoRecord {
+        id: IsoId::random(),
+        name,
+        file_size: iso.size,
+        sha256: iso.sha256,
+        created_at: app.clock.now_millis(),
+    };
+    let dest = app.images.iso_path(record.id);
+    std::fs::rename(&iso.path, &dest).map_err(|e| io_error(&dest, e))?;
+    drop(staging);
+    if let Err(e) = app.store.insert_iso(&record).await {
+        let _ = std::fs::remove_file(&dest);
+        return Err(e.into());
+    }
+    tracing::info!(iso = %record.name, size = record.file_size, "ISO imported");
+    Ok(iso_to_wire(&record))
+}
+
+/// Removes a template no VM uses.
+pub async fn delete_template(app: &App, name: &str) -> Result<(), ApiError> {
+    let template = app
+        .store
+        .template_by_name(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no template named {name:?}")))?;
+    app.store.delete_template(template.id).await?;
+    let dir = app.images.template_dir(template.id);
+    std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))
+}
+
+/// Removes an ISO no VM uses.
+pub async fn delete_iso(app: &App, name: &str) -> Result<(), ApiError> {
+    let iso = app
+        .store
+        .iso_by_name(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no ISO named {name:?}")))?;
+    app.store.delete_iso(iso.id).await?;
+    let path = app.images.iso_path(iso.id);
+    std::fs::remove_file(&path).map_err(|e| io_error(&path, e))
+}
+
+/// Imports the `demo` template from a guest built by `guest/build.sh`, unless it exists.
+pub async fn ensure_demo_template(app: &App, guest: &Path) -> Result<(), ApiError> {
+    const NAME: &str = "demo";
+    if app.store.template_by_name(NAME).await?.is_some() {
+        return Ok(());
+    }
+    let missing = ["disk.qcow2", "vmlinuz", "initrd.img", "cmdline"]
+        .into_iter()
+        .find(|f| !guest.join(f).is_file());
+    if let Some(missing) = missing {
+        return Err(ApiError::Unavailable(format!(
+            "the demo guest is not built: {} is missing; run guest/build.sh {}",
+            guest.join(missing).display(),
+            guest.display()
+        )));
+    }
+    let cmdline = std::fs::read_to_string(guest.join("cmdline"))
+        .map_err(|e| io_error(&guest.join("cmdline"), e))?
+        .trim()
+        .to_owned();
+    let mut staging = app.images.stage()?;
+    let mut stage = async |field: &'static str, name: &str, source: &str| {
+        let path = guest.join(source);
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io_error(&path, e))?;
+        staging
+            .receive(field, name, tokio_util::io::ReaderStream::new(file))
+            .await
+    };
+    let disk = stage("disk", "disk", "disk.qcow2").await?;
+    let kernel = stage("kernel", "vmlinuz", "vmlinuz").await?;
+    let initrd = stage("initrd", "initrd", "initrd.img").await?;
+    let upload = TemplateUpload {
+        name: Some(NAME.into()),
+        cmdline: Some(cmdline),
+        staging,
+        disk: Some(disk),
+        kernel: Some(kernel),
+        initrd: Some(initrd),
+    };
+    finish_template_import(app, upload).await.map(drop)
+}
+
+/// A template as the API shows it.
+pub fn template_to_wire(t: &TemplateRecord) -> Template {
+    Template {
+        id: t.id.as_uuid(),
+        name: t.name.clone(),
+        format: t.disk_format,
+        virtual_size: t.virtual_size,
+        min_disk_gib: gib_to_hold(t.virtual_size),
+        sha256: t.sha256.clone(),
+        boot: if t.kernel_sha256.is_some() {
+            "kernel"
+        } else {
+            "disk"
+        }
+        .into(),
+        created_at: from_millis(t.created_at),
+    }
+}
+
+/// An ISO as the API shows it.
+pub fn iso_to_wire(iso: &IsoRecord) -> Iso {
+    Iso {
+        id: iso.id.as_uuid(),
+        name: iso.name.clone(),
+        size: iso.file_size,
+        sha256: iso.sha256.clone(),
+        created_at: from_millis(iso.created_at),
+    }
+}
+
+/// Whether `path` holds `magic` at `offset`.
+fn has_magic(path: &Path, offset: u64, magic: &[u8]) -> Result<bool, ApiError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    let mut found = vec![0u8; magic.len()];
+    let read = file
+        .seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_exact(&mut found));
+    Ok(read.is_ok() && found == magic)
+}
+
+/// An x86 Linux boot image carries "HdrS" at offset 0x202.
+fn is_bzimage(path: &Path) -> Result<bool, ApiError> {
+    has_magic(path, 0x202, b"HdrS")
+}
+
+/// An ISO 9660 image has its primary volume descriptor, marked "CD001", at sector 16.
+fn is_iso9660(path: &Path) -> Result<bool, ApiError> {
+    has_magic(path, 0x8001, b"CD001")
+}
+
+/// A filesystem failure, with "disk full" reported as something an admin can act on.
+fn io_error(path: &Path, error: std::io::Error) -> ApiError {
+    if error.kind() == std::io::ErrorKind::StorageFull {
+        return ApiError::Unavailable(format!("not enough space in {}", path.display()));
+    }
+    ApiError::internal(anyhow::Error::new(error).context(format!("writing {}", path.display())))
+}

@@ -1,0 +1,9 @@
+//! The plane's services: what handlers and background tasks call. They take typed inputs,
+//! enforce the rules, and return typed results or [`crate::error::ApiError`]; they know
+//! nothing of HTTP.
+
+pub mod auth;
+pub mod images;
+pub mod jobs;
+pub mod reconcile;
+pub mod vms;
