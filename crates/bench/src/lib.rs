@@ -125,7 +125,7 @@ pub fn write_section(path: &Path, name: &str, body: &str) -> anyhow::Result<()> 
     let section = format!("{begin}\n{}\n{end}", body.trim_end());
     let updated = match (text.find(&begin), text.find(&end)) {
         (Some(b), Some(e)) if b < e => format!("{}{section}{}", &text[..b], &text[e + end.len()..]),
-        _ => format!("{}\n{section}\n", text.trim_end()),
+        _ => format!("{}\n\n{section}\n", text.trim_end()),
     };
     std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
 }

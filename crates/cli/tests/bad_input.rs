@@ -26,12 +26,7 @@ async fn post_vm(server: &Server, token: &str, body: &str, content_type: &str) -
 #[tokio::test]
 async fn bad_create_requests_are_refused_and_change_nothing() {
     let server = Server::start().await;
-    let token = server
-        .anonymous()
-        .login("admin", ADMIN_PASSWORD)
-        .await
-        .unwrap()
-        .token;
+    let token = server.admin_token().await;
     let vm = |fields: &str| format!(r#"{{"template": "demo", {fields}}}"#);
     let good = r#""cores": 1, "memory_mib": 256, "disk_gib": 1"#;
     let cases: Vec<(String, u16, &str)> = vec![
@@ -316,12 +311,7 @@ async fn authentication_and_ownership_are_enforced() {
 #[tokio::test]
 async fn cli_failures_print_one_line_and_exit_nonzero() {
     let server = Server::start().await;
-    let token = server
-        .anonymous()
-        .login("admin", ADMIN_PASSWORD)
-        .await
-        .unwrap()
-        .token;
+    let token = server.admin_token().await;
     let one_line_error = |args: &[&str], expected: &str| {
         let (code, out, err) = server.cli(&token, args);
         assert_eq!(code, 1, "{args:?} exited {code}: {out}{err}");

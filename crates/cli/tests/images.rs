@@ -41,12 +41,7 @@ fn image_files(server: &Server) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn templates_import_from_files_and_urls_and_boot() {
     let server = Server::start().await;
-    let token = server
-        .anonymous()
-        .login("admin", ADMIN_PASSWORD)
-        .await
-        .unwrap()
-        .token;
+    let token = server.admin_token().await;
     let admin = server.admin().await;
     let work = tempfile::tempdir().unwrap();
     let raw = work.path().join("base.raw");
@@ -149,12 +144,7 @@ async fn templates_import_from_files_and_urls_and_boot() {
 #[tokio::test]
 async fn bad_images_are_refused_and_leave_nothing() {
     let server = Server::start().await;
-    let token = server
-        .anonymous()
-        .login("admin", ADMIN_PASSWORD)
-        .await
-        .unwrap()
-        .token;
+    let token = server.admin_token().await;
     let work = tempfile::tempdir().unwrap();
     let before = image_files(&server);
 
@@ -254,12 +244,7 @@ async fn bad_images_are_refused_and_leave_nothing() {
 #[tokio::test]
 async fn a_vm_boots_from_an_imported_iso_with_a_blank_disk() {
     let server = Server::start().await;
-    let token = server
-        .anonymous()
-        .login("admin", ADMIN_PASSWORD)
-        .await
-        .unwrap()
-        .token;
+    let token = server.admin_token().await;
     let admin = server.admin().await;
     let work = tempfile::tempdir().unwrap();
     std::fs::create_dir(work.path().join("root")).unwrap();

@@ -23,6 +23,17 @@ async fn create_boot_stop_start_delete_leaves_nothing() {
     assert_eq!(admin.vm(id).await.unwrap().state, VmState::Running);
     console_shows(&admin, id, "porthole-guest ready").await;
     assert_eq!(server.qemu_pids_of(id).len(), 1);
+    // The guest announces itself on the VGA screen as well as on the serial port.
+    eventually(
+        Duration::from_secs(30),
+        "the marker on the VGA screen",
+        || async {
+            vga_text(&server, id)
+                .contains("porthole-guest ready")
+                .then_some(())
+        },
+    )
+    .await;
 
     let stop = admin.vm_action(id, "stop").await.unwrap().job;
     succeed(&admin, &stop).await;
@@ -143,12 +154,7 @@ async fn a_vm_whose_qemu_died_shows_as_stopped() {
 #[tokio::test]
 async fn cli_creates_shows_and_deletes_with_json_output() {
     let server = Server::start().await;
-    let token = server
-        .anonymous()
-        .login("admin", ADMIN_PASSWORD)
-        .await
-        .unwrap()
-        .token;
+    let token = server.admin_token().await;
 
     let (code, out, err) = server.cli(
         &token,

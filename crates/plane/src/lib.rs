@@ -23,7 +23,7 @@ pub mod services;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -189,7 +189,7 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<Flock<std::fs::File>> {
 }
 
 /// Fails with installation advice if QEMU cannot run.
-async fn check_qemu(qemu: &PathBuf) -> anyhow::Result<()> {
+async fn check_qemu(qemu: &Path) -> anyhow::Result<()> {
     let output = tokio::process::Command::new(qemu)
         .arg("--version")
         .output()

@@ -138,9 +138,18 @@ impl Server {
         Client::new(&self.url).unwrap()
     }
 
+    /// A fresh bearer token for `admin`.
+    pub async fn admin_token(&self) -> String {
+        self.anonymous()
+            .login("admin", ADMIN_PASSWORD)
+            .await
+            .unwrap()
+            .token
+    }
+
     /// A client logged in as `admin`.
     pub async fn admin(&self) -> Client {
-        self.login("admin", ADMIN_PASSWORD).await
+        self.anonymous().with_token(self.admin_token().await)
     }
 
     /// A client logged in as `username`.
@@ -341,4 +350,36 @@ pub async fn console_shows(client: &Client, id: VmId, text: &str) -> String {
         },
     )
     .await
+}
+
+/// The text on the VM's VGA screen, read independently of porthole: QMP `pmemsave` dumps
+/// the VGA text buffer (guest physical 0xB8000, character and attribute byte pairs).
+pub fn vga_text(server: &Server, id: VmId) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = server.data_dir.join("vms").join(id.to_string());
+    let dump = dir.with_file_name(format!("{id}.vga"));
+    let stream = std::os::unix::net::UnixStream::connect(dir.join("qmp.sock")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap(); // greeting
+    let command = format!(
+        "{{\"execute\":\"qmp_capabilities\"}}\n{{\"execute\":\"pmemsave\",\"arguments\":{{\"val\":{},\"size\":4000,\"filename\":{:?}}}}}\n",
+        0xB8000,
+        dump.to_string_lossy()
+    );
+    writer.write_all(command.as_bytes()).unwrap();
+    let mut returns = 0;
+    while returns < 2 {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert!(!line.contains("\"error\""), "QMP: {line}");
+        returns += usize::from(line.contains("\"return\""));
+    }
+    let bytes = std::fs::read(&dump).unwrap();
+    std::fs::remove_file(&dump).unwrap();
+    bytes.chunks(2).map(|pair| pair[0] as char).collect()
 }

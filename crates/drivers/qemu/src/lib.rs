@@ -68,13 +68,16 @@ impl QemuDriver {
         create_private_dir(&config.root)?;
         let probe = VmFiles::new(&config.root, VmId::random()).longest_socket_path();
         if probe.as_os_str().len() > process::MAX_SOCKET_PATH {
-            return Err(DriverError::BadImage(format!(
-                "the data directory {} is too deep: VM socket paths would be {} bytes, and unix \
-                 sockets allow {}; choose a shorter --data-dir",
-                config.root.display(),
-                probe.as_os_str().len(),
-                process::MAX_SOCKET_PATH
-            )));
+            return Err(DriverError::Hypervisor {
+                operation: "open the node",
+                message: format!(
+                    "the data directory {} is too deep: VM socket paths would be {} bytes, and \
+                     unix sockets allow {}; choose a shorter --data-dir",
+                    config.root.display(),
+                    probe.as_os_str().len(),
+                    process::MAX_SOCKET_PATH
+                ),
+            });
         }
         let driver = Self {
             config,

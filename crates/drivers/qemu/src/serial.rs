@@ -2,7 +2,8 @@
 //!
 //! QEMU's serial socket accepts one client and drops output while nobody is connected. So
 //! the driver connects a tap to it before the guest's CPUs start (QEMU is started paused) and
-//! keeps it for the life of the process:
+//! keeps it until the VM is started again or deleted, so the last words of a stopped guest
+//! stay readable:
 //! 1. every byte the guest writes lands in a bounded scrollback and is broadcast to live
 //!    viewers;
 //! 2. viewers write input through the tap, so any number of them can share the one port.

@@ -64,14 +64,18 @@ pub fn random_secret(prefix: &str) -> String {
 /// (about 140 bits).
 pub fn random_password() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let mut bytes = [0u8; 24];
-    rand::fill(&mut bytes);
-    // 256 is not a multiple of 57; reject-free modulo bias here is under 0.2 bits in total,
-    // irrelevant at this length.
-    bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect()
+    // Bytes at or above the largest multiple of the alphabet's size are rejected, so every
+    // letter is equally likely.
+    let limit = 256 - 256 % ALPHABET.len();
+    let mut password = String::with_capacity(24);
+    while password.len() < 24 {
+        let mut byte = [0u8; 1];
+        rand::fill(&mut byte);
+        if usize::from(byte[0]) < limit {
+            password.push(ALPHABET[usize::from(byte[0]) % ALPHABET.len()] as char);
+        }
+    }
+    password
 }
 
 /// Checks a username: 1 to 64 characters of `a-z0-9._-`, starting with a letter or digit.
