@@ -4,7 +4,8 @@
 # Output (in $1, default target/guest):
 #   vmlinuz      the kernel, booted directly by QEMU
 #   initrd.img   a busybox initramfs whose init prints the ready marker on serial and VGA,
-#                answers ACPI power-button presses, and keeps a shell on ttyS0 and tty1
+#                answers ACPI power-button presses, keeps a shell on ttyS0 and tty1, and
+#                applies console sizes porthole sends over virtio-serial
 #   disk.qcow2   a small ext4 data disk the guest mounts at /data when present
 #   cmdline      the kernel command line the template uses
 #
@@ -46,13 +47,13 @@ for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_
          drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci drivers/block/virtio_blk \
          drivers/cdrom/cdrom fs/isofs/isofs drivers/scsi/scsi_common drivers/scsi/scsi_mod \
          drivers/scsi/sr_mod drivers/ata/libata drivers/ata/ata_piix drivers/acpi/button \
-         drivers/input/evdev; do
+         drivers/input/evdev drivers/char/virtio_console; do
     cp "$mods/$m.ko" "$root/lib/modules/"
     basename "$m" >> "$root/lib/modules/load-order"
 done
 
 cp -a "$here/rootfs/." "$root/"
-chmod 0755 "$root/etc/rc" "$root/etc/acpi/PWRF/00000080"
+chmod 0755 "$root/etc/rc" "$root/etc/acpi/PWRF/00000080" "$root/bin/porthole-console-agent"
 (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -9 > "$out/initrd.img.tmp"
 cp "$work/kernel/boot/vmlinuz-$kver" "$out/vmlinuz.tmp"
 

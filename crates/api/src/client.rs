@@ -17,7 +17,7 @@ use tokio_util::io::ReaderStream;
 use url::Url;
 
 use crate::types::*;
-use porthole_core::{JobId, VmId};
+use porthole_core::{ConsoleKind, ExternalConsoleId, JobId, VmId};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -439,6 +439,119 @@ impl Client {
         let request = self.request(Method::GET, &format!("api/v1/vms/{id}/console-output"));
         let (_, body) = self.execute(request).await?;
         Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// `POST /api/v1/vms/{id}/console`: a single-use console ticket.
+    pub async fn vm_console_ticket(
+        &self,
+        id: VmId,
+        kind: ConsoleKind,
+    ) -> Result<ConsoleTicket, ClientError> {
+        self.post(
+            &format!("api/v1/vms/{id}/console"),
+            &ConsoleTicketRequest { kind },
+        )
+        .await
+    }
+
+    /// `GET /api/v1/external-consoles`.
+    pub async fn external_consoles(&self) -> Result<Vec<ExternalConsole>, ClientError> {
+        self.get("api/v1/external-consoles").await
+    }
+
+    /// `POST /api/v1/external-consoles`.
+    pub async fn create_external_console(
+        &self,
+        request: &CreateExternalConsoleRequest,
+    ) -> Result<ExternalConsole, ClientError> {
+        self.post("api/v1/external-consoles", request).await
+    }
+
+    /// `DELETE /api/v1/external-consoles/{id}`.
+    pub async fn delete_external_console(&self, id: ExternalConsoleId) -> Result<(), ClientError> {
+        self.send(self.request(Method::DELETE, &format!("api/v1/external-consoles/{id}")))
+            .await
+    }
+
+    /// `PUT /api/v1/external-consoles/{id}/grants/{username}`.
+    pub async fn grant_external_console(
+        &self,
+        id: ExternalConsoleId,
+        username: &str,
+    ) -> Result<(), ClientError> {
+        let path = format!("api/v1/external-consoles/{id}/grants/{username}");
+        self.send(self.request(Method::PUT, &path)).await
+    }
+
+    /// `DELETE /api/v1/external-consoles/{id}/grants/{username}`.
+    pub async fn revoke_external_console(
+        &self,
+        id: ExternalConsoleId,
+        username: &str,
+    ) -> Result<(), ClientError> {
+        let path = format!("api/v1/external-consoles/{id}/grants/{username}");
+        self.send(self.request(Method::DELETE, &path)).await
+    }
+
+    /// `POST /api/v1/external-consoles/{id}/console`: a single-use console ticket.
+    pub async fn external_console_ticket(
+        &self,
+        id: ExternalConsoleId,
+        kind: ConsoleKind,
+    ) -> Result<ConsoleTicket, ClientError> {
+        self.post(
+            &format!("api/v1/external-consoles/{id}/console"),
+            &ConsoleTicketRequest { kind },
+        )
+        .await
+    }
+
+    /// Finds an external console by id or by name.
+    pub async fn find_external_console(
+        &self,
+        id_or_name: &str,
+    ) -> Result<ExternalConsole, ClientError> {
+        let consoles = self.external_consoles().await?;
+        consoles
+            .into_iter()
+            .find(|c| c.name == id_or_name || c.id.to_string() == id_or_name)
+            .ok_or_else(|| ClientError::Api {
+                status: 404,
+                code: "not_found".into(),
+                message: format!("no external console named {id_or_name:?} is visible to you"),
+                field: None,
+            })
+    }
+
+    /// `GET /api/v1/console-sessions`: the audit records of recent console sessions (admins).
+    pub async fn console_sessions(&self) -> Result<Vec<ConsoleSession>, ClientError> {
+        self.get("api/v1/console-sessions").await
+    }
+
+    /// The WebSocket URL for `ticket`: `ws(s)://HOST/ws_path?ticket=...`, plus
+    /// `&framing=termproxy` when asked for.
+    pub fn console_url(&self, ticket: &ConsoleTicket, termproxy: bool) -> Url {
+        let mut url = self
+            .base
+            .join(ticket.ws_path.trim_start_matches('/'))
+            .expect("ws_path is a path");
+        let scheme = if self.base.scheme() == "https" {
+            "wss"
+        } else {
+            "ws"
+        };
+        url.set_scheme(scheme)
+            .expect("ws and wss are valid schemes");
+        url.query_pairs_mut().append_pair("ticket", &ticket.ticket);
+        if termproxy {
+            url.query_pairs_mut().append_pair("framing", "termproxy");
+        }
+        url
+    }
+
+    /// The bearer token this client sends, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     /// `GET /api/v1/jobs/{id}`.

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use porthole_core::driver::DiskFormat;
-use porthole_core::{JobId, JobKind, JobState, Role, UserId, VmId, VmState};
+use porthole_core::{
+    ConsoleKind, ExternalConsoleId, JobId, JobKind, JobState, Role, UserId, VmId, VmState,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -227,4 +229,99 @@ pub struct Health {
     pub version: String,
     /// How the local node runs guests: `kvm` or `tcg`.
     pub accel: String,
+}
+
+/// `POST /api/v1/vms/{id}/console` and `POST /api/v1/external-consoles/{id}/console`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleTicketRequest {
+    /// `vnc` or `serial`.
+    pub kind: ConsoleKind,
+}
+
+/// A console ticket. Open a WebSocket to `ws_path` on the same host with `?ticket=TICKET`
+/// (add `&framing=termproxy` for Proxmox termproxy framing) within `expires_at`. The ticket
+/// works once.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConsoleTicket {
+    /// The secret; single use.
+    pub ticket: String,
+    /// The WebSocket path to open with it.
+    pub ws_path: String,
+    /// When it stops working (at most 30 s after it was made).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What an external console speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExternalProtocol {
+    /// A VNC server: opened as a `vnc` console.
+    Vnc,
+    /// A raw TCP byte stream, such as a serial concentrator port: opened as a `serial` console.
+    Tcp,
+}
+
+/// `POST /api/v1/external-consoles`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateExternalConsoleRequest {
+    /// A unique name: a DNS label.
+    pub name: String,
+    /// `vnc` or `tcp`.
+    pub protocol: ExternalProtocol,
+    /// `host:port` the gateway connects to.
+    pub address: String,
+    /// The VNC password, if the server asks for one. Kept sealed; never shown again.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// A console target that is not a porthole VM.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExternalConsole {
+    /// Its id.
+    #[schema(value_type = Uuid)]
+    pub id: ExternalConsoleId,
+    /// Its name.
+    pub name: String,
+    /// `vnc` or `tcp`.
+    pub protocol: ExternalProtocol,
+    /// `host:port`.
+    pub address: String,
+    /// Whether a password is stored.
+    pub has_password: bool,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The audit record of one console session.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConsoleSession {
+    /// The session's id.
+    pub id: Uuid,
+    /// Who.
+    pub username: String,
+    /// `vm` or `external`.
+    pub target_kind: String,
+    /// The VM or external console's id.
+    pub target_id: Uuid,
+    /// Its name.
+    pub target_name: String,
+    /// `vnc` or `serial`.
+    pub kind: ConsoleKind,
+    /// `binary` or `termproxy`.
+    pub framing: String,
+    /// The client's address.
+    pub remote_addr: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended; `null` while it runs.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Bytes sent to the client.
+    pub bytes_to_client: u64,
+    /// Bytes sent to the console.
+    pub bytes_from_client: u64,
+    /// Why it ended.
+    pub end_reason: Option<String>,
 }

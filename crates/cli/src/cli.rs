@@ -53,6 +53,85 @@ pub enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Attach this terminal to a serial console. Detach with Ctrl-].
+    Console(ConsoleArgs),
+    /// Open a local port for any native VNC viewer, relayed to a VM's screen.
+    Vnc(VncArgs),
+    /// Manage consoles that are not porthole VMs, such as BMCs and switches (admins).
+    #[command(subcommand)]
+    External(ExternalCommand),
+    /// List recent console sessions: who, what, from where, when, bytes (admins).
+    Sessions,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// The VM's name or id (or an external console's, with --external).
+    pub target: String,
+    /// TARGET names an external console.
+    #[arg(long)]
+    pub external: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VncArgs {
+    /// The VM's name or id (or an external console's, with --external).
+    pub target: String,
+    /// The local address to listen on.
+    #[arg(long, default_value = "127.0.0.1:5900")]
+    pub listen: SocketAddr,
+    /// A viewer to start, e.g. `vncviewer`; `{}` in it is replaced by the address, else the
+    /// address is appended. porthole exits when the viewer does.
+    #[arg(long)]
+    pub viewer: Option<String>,
+    /// TARGET names an external console.
+    #[arg(long)]
+    pub external: bool,
+    /// Listen on an address other hosts can reach. The port needs no password, so anyone
+    /// who reaches it sees the console.
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExternalCommand {
+    /// List external consoles.
+    #[command(alias = "ls")]
+    List,
+    /// Register a VNC server or TCP serial console. A VNC password is read from stdin.
+    Add {
+        /// A name: a DNS label.
+        name: String,
+        /// vnc or tcp.
+        #[arg(long)]
+        protocol: String,
+        /// HOST:PORT.
+        #[arg(long)]
+        address: String,
+        /// Read the VNC password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove an external console.
+    #[command(alias = "rm")]
+    Delete {
+        /// Its name.
+        name: String,
+    },
+    /// Let a user open an external console.
+    Grant {
+        /// Its name.
+        name: String,
+        /// Who.
+        username: String,
+    },
+    /// Take a user's access away.
+    Revoke {
+        /// Its name.
+        name: String,
+        /// Who.
+        username: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +163,21 @@ pub struct ServeArgs {
     /// Days a login token stays valid.
     #[arg(long, default_value_t = 30)]
     pub token_days: u32,
+    /// Seconds a console session may go without input before it is closed.
+    #[arg(long, default_value_t = 1800)]
+    pub console_idle_timeout: u64,
+    /// Seconds a console session may last at all.
+    #[arg(long, default_value_t = 8 * 3600)]
+    pub console_max_duration: u64,
+    /// Seconds between keepalive pings on console sessions.
+    #[arg(long, default_value_t = 20)]
+    pub console_ping_interval: u64,
+    /// Console sessions one user may hold at once.
+    #[arg(long, default_value_t = 8)]
+    pub console_sessions_per_user: usize,
+    /// Seconds a console ticket stays valid (at most 30).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=30))]
+    pub console_ticket_ttl: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

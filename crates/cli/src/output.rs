@@ -1,7 +1,7 @@
 //! Printing results as tables for people or JSON for programs.
 
 use chrono::{DateTime, Utc};
-use porthole_api::{Iso, Job, Template, Vm};
+use porthole_api::{ConsoleSession, ExternalConsole, Iso, Job, Template, Vm};
 use serde::Serialize;
 
 use crate::cli::OutputFormat;
@@ -209,6 +209,65 @@ impl Rows for Job {
             opt(&self.step),
             opt(&self.error),
             time(&self.created_at),
+        ]
+    }
+}
+
+impl Rows for ExternalConsole {
+    fn header() -> &'static [&'static str] {
+        &["NAME", "PROTOCOL", "ADDRESS", "PASSWORD", "ID"]
+    }
+
+    fn row(&self) -> Vec<String> {
+        let protocol = match self.protocol {
+            porthole_api::ExternalProtocol::Vnc => "vnc",
+            porthole_api::ExternalProtocol::Tcp => "tcp",
+        };
+        let password = if self.has_password { "set" } else { "-" };
+        vec![
+            self.name.clone(),
+            protocol.into(),
+            self.address.clone(),
+            password.into(),
+            self.id.to_string(),
+        ]
+    }
+}
+
+impl Rows for ConsoleSession {
+    fn header() -> &'static [&'static str] {
+        &[
+            "STARTED",
+            "USER",
+            "CONSOLE",
+            "KIND",
+            "FROM",
+            "DURATION",
+            "TO CLIENT",
+            "FROM CLIENT",
+            "END",
+        ]
+    }
+
+    fn row(&self) -> Vec<String> {
+        let duration = self.ended_at.map_or_else(
+            || "open".to_owned(),
+            |end| format!("{} s", (end - self.started_at).num_seconds()),
+        );
+        let kind = match self.kind {
+            porthole_core::ConsoleKind::Vnc => "vnc",
+            porthole_core::ConsoleKind::Serial => "serial",
+        };
+        vec![
+            time(&self.started_at),
+            self.username.clone(),
+            self.target_name.clone(),
+            format!("{kind}/{}", self.framing),
+            self.remote_addr.clone(),
+            duration,
+            bytes(self.bytes_to_client),
+            bytes(self.bytes_from_client),
+            opt(&self.end_reason),
         ]
     }
 }

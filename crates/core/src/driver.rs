@@ -10,10 +10,13 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use crate::ids::{IsoId, TemplateId, VmId};
 use crate::spec::{Resources, VmName};
@@ -115,28 +118,61 @@ pub enum ConsoleKind {
     Serial,
 }
 
-/// How the gateway reaches a VM's console stream.
-#[derive(Clone, PartialEq, Eq)]
+/// How the gateway reaches a console stream.
+#[derive(Clone)]
 pub enum ConsoleEndpoint {
     /// A stream socket on this host.
-    UnixSocket {
+    Unix {
         /// The socket's path.
         path: PathBuf,
-        /// The secret the stream's server asks for, if any. Never shown to users.
+        /// The secret the stream's server asks for (a VNC password), if any. Never shown to
+        /// users.
         password: Option<String>,
     },
+    /// A TCP stream, for consoles that are not porthole VMs.
+    Tcp {
+        /// `host:port`, as an admin registered it.
+        address: String,
+        /// The secret the stream's server asks for, if any.
+        password: Option<String>,
+    },
+    /// A console the node shares among any number of viewers, such as QEMU's serial port,
+    /// which accepts one client.
+    Shared(Arc<dyn SharedConsole>),
 }
 
 impl fmt::Debug for ConsoleEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |p: &Option<String>| p.as_ref().map(|_| "<redacted>");
         match self {
-            ConsoleEndpoint::UnixSocket { path, password } => f
-                .debug_struct("UnixSocket")
+            ConsoleEndpoint::Unix { path, password } => f
+                .debug_struct("Unix")
                 .field("path", path)
-                .field("password", &password.as_ref().map(|_| "<redacted>"))
+                .field("password", &redacted(password))
                 .finish(),
+            ConsoleEndpoint::Tcp { address, password } => f
+                .debug_struct("Tcp")
+                .field("address", address)
+                .field("password", &redacted(password))
+                .finish(),
+            ConsoleEndpoint::Shared(_) => f.write_str("Shared"),
         }
     }
+}
+
+/// A byte-stream console shared by many viewers: output is broadcast to all of them, input
+/// from any of them goes to the one device.
+#[async_trait]
+pub trait SharedConsole: Send + Sync {
+    /// The recent output and a live feed of everything after it, with no byte lost or
+    /// repeated between the two.
+    fn attach(&self) -> (Vec<u8>, broadcast::Receiver<Bytes>);
+
+    /// Sends `bytes` to the device.
+    async fn write(&self, bytes: &[u8]) -> std::io::Result<()>;
+
+    /// Whether the device is still there.
+    fn is_open(&self) -> bool;
 }
 
 /// Where a long driver operation reports how far it got.
@@ -265,6 +301,12 @@ pub trait Driver: Send + Sync + fmt::Debug {
     async fn console(&self, vm: VmId, kind: ConsoleKind) -> Result<ConsoleEndpoint, DriverError> {
         let _ = (vm, kind);
         Err(DriverError::Unsupported("consoles"))
+    }
+
+    /// Tells the guest its serial console is now `cols` x `rows` characters.
+    async fn resize_console(&self, vm: VmId, cols: u16, rows: u16) -> Result<(), DriverError> {
+        let _ = (vm, cols, rows);
+        Err(DriverError::Unsupported("console resizing"))
     }
 
     /// The most recent output of the VM's serial console.

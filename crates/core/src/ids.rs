@@ -69,3 +69,7 @@ typed_id!(
     /// Identifies a user account.
     UserId
 );
+typed_id!(
+    /// Identifies a console target that is not a porthole VM, such as a BMC.
+    ExternalConsoleId
+);

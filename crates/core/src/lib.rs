@@ -14,9 +14,9 @@ pub mod user;
 
 pub use driver::{
     BootMedia, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PowerState, Progress,
-    VmDefinition,
+    SharedConsole, VmDefinition,
 };
-pub use ids::{IsoId, JobId, TemplateId, UserId, VmId};
+pub use ids::{ExternalConsoleId, IsoId, JobId, TemplateId, UserId, VmId};
 pub use job::{JobKind, JobState};
 pub use spec::{Resources, SpecError, VmName};
 pub use state::{Action, IllegalTransition, VmState};

@@ -1,21 +1,26 @@
 //! The plane's shared state: configuration, the store, the nodes, and the clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use porthole_core::driver::Driver;
+use porthole_core::{UserId, VmId};
+use porthole_gateway::{GatewayMetrics, SessionLimiter, SessionPolicy, ticket};
 use porthole_qemu::Accel;
 use porthole_store::Store;
+use prometheus_client::registry::Registry;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::services::images::ImageLibrary;
+use crate::services::secrets::SecretBox;
 
 /// How guests should execute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +52,29 @@ pub struct PlaneConfig {
     pub shutdown_timeout: Duration,
     /// The first admin's password; generated and printed once when absent.
     pub admin_password: Option<String>,
+    /// Console session limits.
+    pub consoles: ConsoleSettings,
+}
+
+/// Limits on console tickets and sessions.
+#[derive(Clone, Copy, Debug)]
+pub struct ConsoleSettings {
+    /// Pings, idle timeout and maximum duration of every session.
+    pub policy: SessionPolicy,
+    /// How long a ticket lives; at most 30 s.
+    pub ticket_ttl: Duration,
+    /// How many sessions one user may hold at once.
+    pub sessions_per_user: usize,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            policy: SessionPolicy::default(),
+            ticket_ttl: ticket::MAX_TTL,
+            sessions_per_user: 8,
+        }
+    }
 }
 
 /// The time, injectable so tests can move it.
@@ -125,6 +153,43 @@ pub struct App {
     pub accel: Accel,
     /// Wakes the job workers when a job is queued.
     pub job_queued: Notify,
+    /// Seals secrets that must be read back.
+    pub secrets: SecretBox,
+    /// The console gateway's live state.
+    pub consoles: ConsoleState,
+    /// Every metric /metrics exports.
+    pub metrics: Registry,
+}
+
+/// The console gateway's live state.
+#[derive(Debug)]
+pub struct ConsoleState {
+    /// Sessions, bytes and rejections.
+    pub metrics: Arc<GatewayMetrics>,
+    /// Sessions per user.
+    pub limiter: SessionLimiter<UserId>,
+    /// One VNC handshake at a time per VM: each sets the VM's one VNC password.
+    pub vnc_locks: Mutex<HashMap<VmId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Cancelled when the plane stops, closing every session with 1001.
+    pub shutdown: CancellationToken,
+}
+
+impl ConsoleState {
+    /// Fresh state for `settings`.
+    pub fn new(settings: &ConsoleSettings, metrics: Arc<GatewayMetrics>) -> Self {
+        Self {
+            metrics,
+            limiter: SessionLimiter::new(settings.sessions_per_user),
+            vnc_locks: Mutex::default(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// The VNC handshake lock of `vm`.
+    pub fn vnc_lock(&self, vm: VmId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.vnc_locks.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(locks.entry(vm).or_default())
+    }
 }
 
 /// A cheap handle to [`App`] for axum.

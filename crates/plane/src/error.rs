@@ -10,6 +10,7 @@ use porthole_api::{ErrorBody, ErrorDetail};
 use porthole_core::driver::DriverError;
 use porthole_core::spec::SpecError;
 use porthole_core::state::IllegalTransition;
+use porthole_gateway::Rejection;
 use porthole_store::StoreError;
 
 /// A failed request, as the client will see it.
@@ -46,6 +47,9 @@ pub enum ApiError {
     /// The action is not allowed in the VM's current state.
     #[error("{0}")]
     IllegalTransition(#[from] IllegalTransition),
+    /// A console connection was refused before anything was relayed.
+    #[error("{}", .0.message())]
+    ConsoleRejected(Rejection),
     /// A dependency is unavailable; retrying later may work.
     #[error("{0}")]
     Unavailable(String),
@@ -96,6 +100,19 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             ApiError::Conflict { field, .. } => (StatusCode::CONFLICT, "conflict", field.clone()),
             ApiError::IllegalTransition(_) => (StatusCode::CONFLICT, "illegal_state", None),
+            ApiError::ConsoleRejected(reason) => {
+                let status = match reason {
+                    Rejection::Missing | Rejection::Unknown | Rejection::Expired => {
+                        StatusCode::UNAUTHORIZED
+                    }
+                    Rejection::TooManySessions => StatusCode::TOO_MANY_REQUESTS,
+                    Rejection::WrongTarget
+                    | Rejection::WrongKind
+                    | Rejection::AccessRevoked
+                    | Rejection::ForeignOrigin => StatusCode::FORBIDDEN,
+                };
+                (status, "console_rejected", None)
+            }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }

@@ -1,11 +1,15 @@
 //! Request extractors that fail with porthole's own errors.
 //!
-//! [`ApiJson`] names the offending field when a body does not parse, and [`Caller`] turns a
-//! bearer token into the user behind it.
+//! [`ApiJson`] names the offending field when a body does not parse. [`Caller`] turns a
+//! bearer token, or the web UI's session cookie, into the user behind it. A cookie is sent by
+//! the browser on its own, so a request authenticated by one may change state only if its
+//! `Origin` is porthole's own ([`check_origin`]); bearer tokens are never ambient and need no
+//! such check.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, ORIGIN};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
 use porthole_core::Role;
 use porthole_store::users::UserRecord;
 use serde::de::DeserializeOwned;
@@ -87,6 +91,81 @@ fn join_path(parent: &str, field: &str) -> String {
     }
 }
 
+/// The web UI's session cookie.
+pub const SESSION_COOKIE: &str = "porthole_session";
+
+/// What the `Origin` header says about a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginCheck {
+    /// No `Origin`: not a browser page's request (or a same-origin GET).
+    Missing,
+    /// porthole's own origin.
+    Allowed,
+    /// Another site's page.
+    Foreign(String),
+}
+
+/// The origin porthole is reached at: `--public-url`'s, else the `Host` the request named,
+/// with `https` behind a proxy that says `X-Forwarded-Proto: https`.
+pub fn own_origin(public_url: Option<&str>, headers: &HeaderMap) -> Option<String> {
+    if let Some(public) = public_url {
+        return normalize_origin(public);
+    }
+    let host = headers.get(HOST)?.to_str().ok()?;
+    let scheme = if is_behind_tls(headers) {
+        "https"
+    } else {
+        "http"
+    };
+    normalize_origin(&format!("{scheme}://{host}"))
+}
+
+/// Whether the request reached porthole over TLS, as far as a proxy says.
+pub fn is_behind_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+}
+
+/// `scheme://host[:port]`, lowercase, without a default port or a path.
+fn normalize_origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = rest.split(['/', '?', '#']).next()?.to_ascii_lowercase();
+    if authority.is_empty() {
+        return None;
+    }
+    let authority = match (scheme.as_str(), authority.rsplit_once(':')) {
+        ("http", Some((host, "80"))) | ("https", Some((host, "443"))) => host.to_owned(),
+        _ => authority,
+    };
+    Some(format!("{scheme}://{authority}"))
+}
+
+/// Compares the request's `Origin` with porthole's own.
+pub fn check_origin(public_url: Option<&str>, headers: &HeaderMap) -> OriginCheck {
+    let Some(origin) = headers.get(ORIGIN) else {
+        return OriginCheck::Missing;
+    };
+    let origin = origin.to_str().unwrap_or_default();
+    match (normalize_origin(origin), own_origin(public_url, headers)) {
+        (Some(theirs), Some(ours)) if theirs == ours => OriginCheck::Allowed,
+        _ => OriginCheck::Foreign(origin.to_owned()),
+    }
+}
+
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find_map(|(key, value)| (key == name).then_some(value))
+}
+
 /// The authenticated user making the request.
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -119,31 +198,48 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            ApiError::Unauthorized(
+        if let Some(header) = parts.headers.get(AUTHORIZATION) {
+            let token = header
+                .to_str()
+                .ok()
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| {
+                    ApiError::Unauthorized("the Authorization header must be `Bearer TOKEN`".into())
+                })?;
+            return authenticate(state, token).await;
+        }
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(ApiError::Unauthorized(
                 "no credentials: send Authorization: Bearer TOKEN (get one with `porthole login`)"
                     .into(),
-            )
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized("the Authorization header must be `Bearer TOKEN`".into())
-            })?;
-        let token_hash = auth::token_hash(token);
-        let user = state
-            .store
-            .user_by_token(&token_hash, state.clock.now_millis())
-            .await?
-            .ok_or_else(|| {
-                ApiError::Unauthorized("the token is unknown or expired; log in again".into())
-            })?;
-        Ok(Caller { user, token_hash })
+            ));
+        };
+        let changes_state = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if changes_state
+            && check_origin(state.config.public_url.as_deref(), &parts.headers)
+                != OriginCheck::Allowed
+        {
+            return Err(ApiError::Forbidden(
+                "a request signed in by cookie must come from porthole's own pages (Origin check failed)".into(),
+            ));
+        }
+        authenticate(state, token).await
     }
+}
+
+/// The user whose token is `token`.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let token_hash = auth::token_hash(token);
+    let user = state
+        .store
+        .user_by_token(&token_hash, state.clock.now_millis())
+        .await?
+        .ok_or_else(|| {
+            ApiError::Unauthorized("the token is unknown or expired; log in again".into())
+        })?;
+    Ok(Caller { user, token_hash })
 }
 
 #[cfg(test)]
@@ -164,6 +260,68 @@ mod tests {
             ApiError::Malformed { field, message } => (field, message),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn origins_are_compared_with_porthole_s_own() {
+        let h = headers(&[
+            ("host", "porthole.lab:8080"),
+            ("origin", "http://porthole.lab:8080"),
+        ]);
+        assert_eq!(check_origin(None, &h), OriginCheck::Allowed);
+        let h = headers(&[
+            ("host", "porthole.lab"),
+            ("origin", "HTTPS://Porthole.Lab:443"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        assert_eq!(check_origin(None, &h), OriginCheck::Allowed);
+        let h = headers(&[("host", "porthole.lab"), ("origin", "https://evil.example")]);
+        assert_eq!(
+            check_origin(None, &h),
+            OriginCheck::Foreign("https://evil.example".into())
+        );
+        let h = headers(&[("host", "porthole.lab"), ("origin", "null")]);
+        assert!(matches!(check_origin(None, &h), OriginCheck::Foreign(_)));
+        assert_eq!(
+            check_origin(None, &headers(&[("host", "porthole.lab")])),
+            OriginCheck::Missing
+        );
+        // With a public URL, the Host header does not matter.
+        let h = headers(&[
+            ("host", "internal:8080"),
+            ("origin", "https://vms.club.org"),
+        ]);
+        assert_eq!(
+            check_origin(Some("https://vms.club.org/"), &h),
+            OriginCheck::Allowed
+        );
+        let h = headers(&[
+            ("host", "internal:8080"),
+            ("origin", "http://internal:8080"),
+        ]);
+        assert!(matches!(
+            check_origin(Some("https://vms.club.org"), &h),
+            OriginCheck::Foreign(_)
+        ));
+    }
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let h = headers(&[
+            ("cookie", "a=1; porthole_session_x=2; porthole_session=tok"),
+            ("cookie", "b=3"),
+        ]);
+        assert_eq!(cookie(&h, "porthole_session"), Some("tok"));
+        assert_eq!(cookie(&h, "b"), Some("3"));
+        assert_eq!(cookie(&h, "c"), None);
     }
 
     #[test]

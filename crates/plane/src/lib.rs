@@ -34,9 +34,12 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use app::{AccelSetting, PlaneConfig};
-use app::{App, AppState, Nodes, SystemClock};
+pub use app::{AccelSetting, ConsoleSettings, PlaneConfig};
+use app::{App, AppState, ConsoleState, Nodes, SystemClock};
 use error::chain;
+use porthole_gateway::GatewayMetrics;
+use prometheus_client::registry::Registry;
+use services::secrets::SecretBox;
 use services::{auth, images, jobs, reconcile};
 
 /// A plane that is open and ready to serve.
@@ -91,6 +94,11 @@ impl Plane {
         .await
         .map_err(|e| anyhow::anyhow!("opening the local QEMU node: {}", chain(&e)))?;
         let images = images::ImageLibrary::open(&data_dir).context("opening the image library")?;
+        let secrets = SecretBox::open(&data_dir.join("secret.key"))?;
+        let gateway_metrics = Arc::new(GatewayMetrics::default());
+        let mut metrics = Registry::default();
+        gateway_metrics.register(&mut metrics);
+        let consoles = ConsoleState::new(&config.consoles, gateway_metrics);
         let config = PlaneConfig { data_dir, ..config };
         let app = AppState(Arc::new(App {
             config,
@@ -100,6 +108,9 @@ impl Plane {
             clock: Arc::new(SystemClock),
             accel,
             job_queued: Notify::new(),
+            secrets,
+            consoles,
+            metrics,
         }));
 
         let generated_admin_password = auth::ensure_admin(&app)
@@ -116,6 +127,16 @@ impl Plane {
             tracing::info!(
                 jobs = resumed,
                 "resuming jobs an earlier run left unfinished"
+            );
+        }
+        let interrupted = app
+            .store
+            .close_interrupted_sessions(app.clock.now_millis())
+            .await?;
+        if interrupted > 0 {
+            tracing::info!(
+                sessions = interrupted,
+                "closed the records of console sessions an earlier run left open"
             );
         }
         reconcile::reconcile_states(&app)
@@ -151,8 +172,14 @@ impl Plane {
         let workers = tokio::spawn(jobs::run_workers(self.app.clone(), stop.clone()));
         let reconciler = tokio::spawn(reconcile::run(self.app.clone(), stop.clone()));
         tracing::info!(address = %self.listener.local_addr()?, "porthole is serving");
-        let result = axum::serve(self.listener, router::router(self.app.clone()))
-            .with_graceful_shutdown(shutdown)
+        let sessions = self.app.consoles.shutdown.clone();
+        let service =
+            router::router(self.app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(self.listener, service)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                sessions.cancel();
+            })
             .await;
         stop.cancel();
         let _ = tokio::join!(workers, reconciler);

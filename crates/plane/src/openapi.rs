@@ -4,13 +4,13 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::controllers::{health, images, jobs, session, users, vms};
+use crate::controllers::{consoles, health, images, jobs, session, users, vms};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "porthole", description = "Self-service virtual machines and their consoles."),
     paths(
-        health::healthz, health::openapi,
+        health::healthz, health::metrics, health::openapi,
         session::login, session::logout,
         users::me, users::create,
         images::list_templates, images::import_template, images::delete_template,
@@ -18,6 +18,9 @@ use crate::controllers::{health, images, jobs, session, users, vms};
         vms::list, vms::create, vms::show, vms::update, vms::action, vms::delete,
         vms::console_output,
         jobs::list, jobs::show,
+        consoles::vm_ticket, consoles::vm_socket, consoles::external_ticket, consoles::external_socket,
+        consoles::list_external, consoles::create_external, consoles::delete_external,
+        consoles::grant, consoles::revoke, consoles::sessions,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -26,6 +29,7 @@ use crate::controllers::{health, images, jobs, session, users, vms};
         (name = "images", description = "Templates and ISOs"),
         (name = "vms", description = "Virtual machines"),
         (name = "jobs", description = "Long-running operations"),
+        (name = "consoles", description = "Console tickets, WebSockets and external consoles"),
         (name = "ops", description = "Health and self-description"),
     )
 )]

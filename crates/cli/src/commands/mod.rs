@@ -1,6 +1,8 @@
 //! One module per command group. Each turns parsed arguments into API calls and prints the
 //! results.
 
+mod console;
+mod external;
 mod images;
 mod jobs;
 mod serve;
@@ -54,6 +56,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Iso(command) => images::run_iso(&session(&cli)?, command).await,
         Command::Job(command) => jobs::run(&session(&cli)?, command).await,
         Command::User(command) => users::run(&session(&cli)?, command).await,
+        Command::Console(args) => console::serial(&session(&cli)?, args).await,
+        Command::Vnc(args) => console::vnc(&session(&cli)?, args).await,
+        Command::External(command) => external::run(&session(&cli)?, command).await,
+        Command::Sessions => {
+            let session = session(&cli)?;
+            session
+                .print
+                .list(&session.client.console_sessions().await?)
+        }
     }
 }
 

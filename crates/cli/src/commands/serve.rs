@@ -3,7 +3,8 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use porthole_plane::{AccelSetting, Plane, PlaneConfig};
+use porthole_gateway::SessionPolicy;
+use porthole_plane::{AccelSetting, ConsoleSettings, Plane, PlaneConfig};
 use porthole_qemu::Accel;
 use tracing_subscriber::EnvFilter;
 
@@ -34,6 +35,15 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         admin_password: std::env::var("PORTHOLE_ADMIN_PASSWORD")
             .ok()
             .filter(|p| !p.is_empty()),
+        consoles: ConsoleSettings {
+            policy: SessionPolicy {
+                ping_interval: Duration::from_secs(args.console_ping_interval.max(1)),
+                idle_timeout: Duration::from_secs(args.console_idle_timeout.max(1)),
+                max_duration: Duration::from_secs(args.console_max_duration.max(1)),
+            },
+            ticket_ttl: Duration::from_secs(args.console_ticket_ttl),
+            sessions_per_user: args.console_sessions_per_user.max(1),
+        },
     };
     let plane = Plane::open(config).await?;
     if let Some(password) = &plane.generated_admin_password {

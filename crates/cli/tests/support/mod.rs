@@ -9,6 +9,8 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod console;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -170,6 +172,27 @@ impl Server {
     pub async fn restart(&mut self) {
         self.kill9();
         self.launch().await;
+    }
+
+    /// The plane's Prometheus metrics as text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one metric sample, e.g. `porthole_console_sessions_open{kind="vnc"}`.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(sample)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
     }
 
     /// Runs the CLI against this plane with `token`, returning (exit code, stdout, stderr).
@@ -382,4 +405,11 @@ pub fn vga_text(server: &Server, id: VmId) -> String {
     let bytes = std::fs::read(&dump).unwrap();
     std::fs::remove_file(&dump).unwrap();
     bytes.chunks(2).map(|pair| pair[0] as char).collect()
+}
+
+/// Waits until the guest's serial shell has printed its prompt, so typed input reaches it.
+/// (`porthole-guest ready` comes earlier, before init starts the shell; input that arrives
+/// before the shell takes the terminal is flushed.)
+pub async fn shell_ready(client: &Client, id: VmId) {
+    console_shows(client, id, "porthole-guest:/# ").await;
 }

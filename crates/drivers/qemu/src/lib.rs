@@ -14,6 +14,7 @@
 //! re-attached and nothing is started again.
 
 pub mod accel;
+pub mod control;
 pub mod image;
 pub mod process;
 pub mod qmp;
@@ -34,10 +35,14 @@ use porthole_core::spec::Resources;
 use serde_json::json;
 
 pub use accel::{Accel, AccelChoice};
+use control::ConsoleControl;
 use image::ImageError;
 use process::{LaunchError, VmFiles};
 use qmp::{Qmp, QmpError};
 use serial::SerialTap;
+
+/// How long a VNC password set for a connection stays valid.
+pub const VNC_PASSWORD_TTL: Duration = Duration::from_secs(30);
 
 /// How long `stop` waits for QEMU to exit after `quit` before killing it.
 const QUIT_GRACE: Duration = Duration::from_secs(5);
@@ -58,6 +63,7 @@ pub struct QemuConfig {
 pub struct QemuDriver {
     config: QemuConfig,
     taps: Mutex<HashMap<VmId, Arc<SerialTap>>>,
+    controls: Mutex<HashMap<VmId, Arc<ConsoleControl>>>,
     locks: Mutex<HashMap<VmId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -82,14 +88,18 @@ impl QemuDriver {
         let driver = Self {
             config,
             taps: Mutex::default(),
+            controls: Mutex::default(),
             locks: Mutex::default(),
         };
         for id in driver.vm_ids()? {
             let files = driver.files(id);
             if process::running_pid(&files.pidfile()).is_some() {
-                match SerialTap::attach(&files.serial()).await {
+                match SerialTap::connect(&files.serial()).await {
                     Ok(tap) => {
                         driver.taps().insert(id, tap);
+                        if let Err(e) = driver.control(id).connect().await {
+                            tracing::warn!(vm = %id, error = %e, "running QEMU has no console control port");
+                        }
                         tracing::info!(vm = %id, "re-adopted running QEMU");
                     }
                     Err(e) => {
@@ -108,6 +118,17 @@ impl QemuDriver {
 
     fn files(&self, id: VmId) -> VmFiles {
         VmFiles::new(&self.config.root, id)
+    }
+
+    /// VM `id`'s console control port.
+    fn control(&self, id: VmId) -> Arc<ConsoleControl> {
+        let mut controls = self.controls.lock().unwrap_or_else(|e| e.into_inner());
+        let path = self.files(id).console_control();
+        Arc::clone(
+            controls
+                .entry(id)
+                .or_insert_with(|| Arc::new(ConsoleControl::new(path))),
+        )
     }
 
     fn taps(&self) -> std::sync::MutexGuard<'_, HashMap<VmId, Arc<SerialTap>>> {
@@ -162,10 +183,7 @@ impl QemuDriver {
     ) -> Result<(), DriverError> {
         let files = self.files(id);
         if process::running_pid(&files.pidfile()).is_none() {
-            return Err(DriverError::Hypervisor {
-                operation,
-                message: "the VM is not running".into(),
-            });
+            return Err(not_running(operation));
         }
         let mut qmp = Qmp::connect(&files.qmp())
             .await
@@ -186,7 +204,7 @@ impl QemuDriver {
         }
         let tap_is_live = self.taps().get(&id).is_some_and(|tap| tap.is_open());
         if !tap_is_live {
-            match SerialTap::attach(&files.serial()).await {
+            match SerialTap::connect(&files.serial()).await {
                 Ok(tap) => {
                     self.taps().insert(id, tap);
                 }
@@ -194,6 +212,10 @@ impl QemuDriver {
                     process::kill_hard(&files.pidfile());
                     return Err(DriverError::io("attaching the serial console", e));
                 }
+            }
+            // Connected before the guest runs, so its console agent finds a host end.
+            if let Err(e) = self.control(id).connect().await {
+                tracing::warn!(vm = %id, error = %e, "cannot connect the console control port");
             }
         }
         let mut qmp = Qmp::connect(&files.qmp())
@@ -329,6 +351,10 @@ impl Driver for QemuDriver {
             Err(e) => return Err(DriverError::io(format!("removing {}", dir.display()), e)),
         }
         self.taps().remove(&vm);
+        self.controls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&vm);
         drop(held);
         self.locks
             .lock()
@@ -405,21 +431,44 @@ impl Driver for QemuDriver {
         self.save_definition(&def)
     }
 
+    /// VNC: a fresh password, valid for [`VNC_PASSWORD_TTL`], set over QMP for the caller's
+    /// next connection; connections already open are kept. Serial: the shared tap.
     async fn console(&self, vm: VmId, kind: ConsoleKind) -> Result<ConsoleEndpoint, DriverError> {
         let files = self.files(vm);
-        if process::running_pid(&files.pidfile()).is_none() {
-            return Err(DriverError::Hypervisor {
-                operation: "console",
-                message: "the VM is not running".into(),
-            });
-        }
         match kind {
-            ConsoleKind::Vnc => Ok(ConsoleEndpoint::UnixSocket {
-                path: files.vnc(),
-                password: None,
-            }),
-            ConsoleKind::Serial => Err(DriverError::Unsupported("serial console streams")),
+            ConsoleKind::Vnc => {
+                let password = vnc_password();
+                let set = json!({ "protocol": "vnc", "password": password, "connected": "keep" });
+                self.qmp(vm, "console", "set_password", Some(set)).await?;
+                let expiry = format!("+{}", VNC_PASSWORD_TTL.as_secs());
+                let expire = json!({ "protocol": "vnc", "time": expiry });
+                self.qmp(vm, "console", "expire_password", Some(expire))
+                    .await?;
+                Ok(ConsoleEndpoint::Unix {
+                    path: files.vnc(),
+                    password: Some(password),
+                })
+            }
+            ConsoleKind::Serial => {
+                if process::running_pid(&files.pidfile()).is_none() {
+                    return Err(not_running("console"));
+                }
+                match self.taps().get(&vm) {
+                    Some(tap) if tap.is_open() => Ok(ConsoleEndpoint::Shared(Arc::clone(tap) as _)),
+                    _ => Err(not_running("console")),
+                }
+            }
         }
+    }
+
+    async fn resize_console(&self, vm: VmId, cols: u16, rows: u16) -> Result<(), DriverError> {
+        if process::running_pid(&self.files(vm).pidfile()).is_none() {
+            return Err(not_running("console resize"));
+        }
+        self.control(vm)
+            .send_size(cols, rows)
+            .await
+            .map_err(|e| DriverError::io("sending the console size to the guest", e))
     }
 
     async fn console_output(&self, vm: VmId) -> Result<Vec<u8>, DriverError> {
@@ -432,6 +481,24 @@ impl Driver for QemuDriver {
             .map(|tap| tap.scrollback())
             .unwrap_or_default())
     }
+}
+
+fn not_running(operation: &'static str) -> DriverError {
+    DriverError::Hypervisor {
+        operation,
+        message: "the VM is not running".into(),
+    }
+}
+
+/// A random VNC password. VNC authentication uses at most 8 characters.
+fn vnc_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 8];
+    rand::fill(&mut bytes);
+    bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
 }
 
 fn qmp_error(operation: &'static str, error: &QmpError) -> DriverError {

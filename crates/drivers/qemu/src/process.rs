@@ -68,6 +68,12 @@ impl VmFiles {
         self.dir.join("serial.sock")
     }
 
+    /// The console control port's socket: a virtio-serial port named
+    /// `org.porthole.console.0` that carries terminal sizes to the guest.
+    pub fn console_control(&self) -> PathBuf {
+        self.dir.join("ctl.sock")
+    }
+
     /// QEMU's pidfile, locked by QEMU while it runs.
     pub fn pidfile(&self) -> PathBuf {
         self.dir.join("qemu.pid")
@@ -147,7 +153,13 @@ pub async fn launch(
     files: &VmFiles,
     def: &VmDefinition,
 ) -> Result<(), LaunchError> {
-    for stale in [files.qmp(), files.vnc(), files.serial(), files.pidfile()] {
+    for stale in [
+        files.qmp(),
+        files.vnc(),
+        files.serial(),
+        files.console_control(),
+        files.pidfile(),
+    ] {
         let _ = std::fs::remove_file(stale);
     }
     let log_path = files.log();
@@ -209,13 +221,23 @@ pub fn arguments(accel: Accel, files: &VmFiles, def: &VmDefinition) -> Vec<OsStr
         .push(format!("{}M", def.resources.memory_mib));
     args.push("-nodefaults").push("-no-user-config");
     args.push("-display").push("none").push("-vga").push("std");
-    args.push("-vnc").push(option("unix:", &files.vnc(), ""));
+    // Every VNC connection needs a password that the gateway sets just before it connects.
+    args.push("-vnc")
+        .push(option("unix:", &files.vnc(), ",password=on"));
     args.push("-chardev").push(option(
         "socket,id=serial0,server=on,wait=off,path=",
         &files.serial(),
         "",
     ));
     args.push("-serial").push("chardev:serial0");
+    args.push("-device").push("virtio-serial-pci,id=vser0");
+    args.push("-chardev").push(option(
+        "socket,id=consolectl,server=on,wait=off,path=",
+        &files.console_control(),
+        "",
+    ));
+    args.push("-device")
+        .push("virtserialport,bus=vser0.0,chardev=consolectl,name=org.porthole.console.0");
     args.push("-qmp")
         .push(option("unix:", &files.qmp(), ",server=on,wait=off"));
     args.push("-drive").push(option(

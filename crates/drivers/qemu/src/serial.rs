@@ -10,10 +10,10 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use porthole_core::driver::SharedConsole;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
@@ -28,22 +28,28 @@ const LIVE_BACKLOG: usize = 1024;
 /// A connection to one VM's serial port, shared by every viewer.
 #[derive(Debug)]
 pub struct SerialTap {
-    scrollback: Mutex<VecDeque<u8>>,
-    live: broadcast::Sender<Bytes>,
+    state: Mutex<TapState>,
     input: tokio::sync::Mutex<OwnedWriteHalf>,
-    open: AtomicBool,
+}
+
+#[derive(Debug)]
+struct TapState {
+    scrollback: VecDeque<u8>,
+    /// The live feed; dropped when QEMU closes the port, which ends every viewer's feed.
+    live: Option<broadcast::Sender<Bytes>>,
 }
 
 impl SerialTap {
     /// Connects to the serial socket at `path` and starts collecting output.
-    pub async fn attach(path: &Path) -> std::io::Result<Arc<Self>> {
+    pub async fn connect(path: &Path) -> std::io::Result<Arc<Self>> {
         let stream = UnixStream::connect(path).await?;
         let (mut read, write) = stream.into_split();
         let tap = Arc::new(Self {
-            scrollback: Mutex::new(VecDeque::with_capacity(SCROLLBACK_BYTES)),
-            live: broadcast::channel(LIVE_BACKLOG).0,
+            state: Mutex::new(TapState {
+                scrollback: VecDeque::with_capacity(SCROLLBACK_BYTES),
+                live: Some(broadcast::channel(LIVE_BACKLOG).0),
+            }),
             input: tokio::sync::Mutex::new(write),
-            open: AtomicBool::new(true),
         });
         let reader = Arc::clone(&tap);
         tokio::spawn(async move {
@@ -51,41 +57,60 @@ impl SerialTap {
             while let Ok(n @ 1..) = read.read(&mut buf).await {
                 reader.record(&buf[..n]);
             }
-            reader.open.store(false, Ordering::Release);
+            reader.state().live = None;
         });
         Ok(tap)
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, TapState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn record(&self, chunk: &[u8]) {
-        {
-            let mut scrollback = self.scrollback.lock().unwrap_or_else(|e| e.into_inner());
-            scrollback.extend(chunk);
-            let excess = scrollback.len().saturating_sub(SCROLLBACK_BYTES);
-            scrollback.drain(..excess);
+        let mut state = self.state();
+        state.scrollback.extend(chunk);
+        let excess = state.scrollback.len().saturating_sub(SCROLLBACK_BYTES);
+        state.scrollback.drain(..excess);
+        // Sent under the lock, so `attach` sees each chunk either in the scrollback or in its
+        // feed, never both and never neither. Nobody listening is normal.
+        if let Some(live) = &state.live {
+            let _ = live.send(Bytes::copy_from_slice(chunk));
         }
-        // Nobody listening is normal.
-        let _ = self.live.send(Bytes::copy_from_slice(chunk));
     }
 
     /// The most recent output, oldest byte first.
     pub fn scrollback(&self) -> Vec<u8> {
-        let scrollback = self.scrollback.lock().unwrap_or_else(|e| e.into_inner());
-        scrollback.iter().copied().collect()
+        self.attach_now().0
     }
 
-    /// A live feed of output from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Bytes> {
-        self.live.subscribe()
-    }
-
-    /// Sends `bytes` to the guest's serial port.
-    pub async fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
-        self.input.lock().await.write_all(bytes).await
+    fn attach_now(&self) -> (Vec<u8>, broadcast::Receiver<Bytes>) {
+        let state = self.state();
+        // A closed port gives a feed that ends at once.
+        let live = match &state.live {
+            Some(live) => live.subscribe(),
+            None => broadcast::channel(1).1,
+        };
+        (state.scrollback.iter().copied().collect(), live)
     }
 
     /// Whether QEMU still holds the other end.
     pub fn is_open(&self) -> bool {
-        self.open.load(Ordering::Acquire)
+        self.state().live.is_some()
+    }
+}
+
+#[async_trait::async_trait]
+impl SharedConsole for SerialTap {
+    fn attach(&self) -> (Vec<u8>, broadcast::Receiver<Bytes>) {
+        self.attach_now()
+    }
+
+    async fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
+        self.input.lock().await.write_all(bytes).await
+    }
+
+    fn is_open(&self) -> bool {
+        SerialTap::is_open(self)
     }
 }
 
@@ -99,9 +124,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("serial");
         let listener = UnixListener::bind(&path).unwrap();
-        let tap = SerialTap::attach(&path).await.unwrap();
+        let tap = SerialTap::connect(&path).await.unwrap();
         let (mut guest, _) = listener.accept().await.unwrap();
-        let mut live = tap.subscribe();
+        let (earlier, mut live) = tap.attach();
+        assert!(earlier.is_empty());
 
         let filler = vec![b'x'; SCROLLBACK_BYTES];
         guest.write_all(b"boot log start\n").await.unwrap();
@@ -123,12 +149,22 @@ mod tests {
 
         drop(guest);
         drop(listener);
-        for _ in 0..100 {
-            if !tap.is_open() {
-                return;
+        // Every viewer's feed ends when the port closes, and late viewers get an ended feed
+        // with the last output still in the scrollback.
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                if let Err(broadcast::error::RecvError::Closed) = live.recv().await {
+                    return;
+                }
             }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!("tap did not notice the closed socket");
+        });
+        ended.await.expect("the live feed did not end");
+        assert!(!tap.is_open());
+        let (scrollback, mut late) = tap.attach();
+        assert!(scrollback.ends_with(b"login: "));
+        assert!(matches!(
+            late.recv().await,
+            Err(broadcast::error::RecvError::Closed)
+        ));
     }
 }

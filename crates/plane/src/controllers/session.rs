@@ -17,9 +17,14 @@ pub async fn login(
     State(app): State<AppState>,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    auth::login(&app, &request.username, &request.password)
-        .await
-        .map(Json)
+    auth::login(
+        &app,
+        &request.username,
+        &request.password,
+        auth::TokenPurpose::Api,
+    )
+    .await
+    .map(Json)
 }
 
 /// Revokes the token this request carries.

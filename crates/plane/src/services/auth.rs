@@ -108,8 +108,25 @@ pub fn validate_password(password: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Checks username and password and, if they match, mints a token.
-pub async fn login(app: &App, username: &str, password: &str) -> Result<LoginResponse, ApiError> {
+/// How long a web UI session lasts.
+pub const WEB_SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+/// What a login is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenPurpose {
+    /// A bearer token for the CLI and scripts, valid for `--token-days`.
+    Api,
+    /// The web UI's session cookie, valid for [`WEB_SESSION_TTL`].
+    Web,
+}
+
+/// Checks username and password and, if they match, mints a token for `purpose`.
+pub async fn login(
+    app: &App,
+    username: &str,
+    password: &str,
+    purpose: TokenPurpose,
+) -> Result<LoginResponse, ApiError> {
     let user = app.store.user_by_name(username).await?;
     let hash = user
         .as_ref()
@@ -127,13 +144,17 @@ pub async fn login(app: &App, username: &str, password: &str) -> Result<LoginRes
     };
     let token = random_secret("pht_");
     let now = app.clock.now();
-    let expires_at = now + app.config.token_ttl;
+    let (label, ttl) = match purpose {
+        TokenPurpose::Api => ("login", app.config.token_ttl),
+        TokenPurpose::Web => ("web session", WEB_SESSION_TTL),
+    };
+    let expires_at = now + ttl;
     app.store
         .insert_token(&NewToken {
             id: uuid::Uuid::new_v4(),
             user_id: user.id,
             token_hash: token_hash(&token),
-            label: "login".into(),
+            label: label.into(),
             created_at: now.timestamp_millis(),
             expires_at: expires_at.timestamp_millis(),
         })

@@ -3,7 +3,9 @@
 //! nothing of HTTP.
 
 pub mod auth;
+pub mod consoles;
 pub mod images;
 pub mod jobs;
 pub mod reconcile;
+pub mod secrets;
 pub mod vms;
