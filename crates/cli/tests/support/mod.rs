@@ -375,13 +375,16 @@ pub async fn console_shows(client: &Client, id: VmId, text: &str) -> String {
     .await
 }
 
-/// The text on the VM's VGA screen, read independently of porthole: QMP `pmemsave` dumps
-/// the VGA text buffer (guest physical 0xB8000, character and attribute byte pairs).
-pub fn vga_text(server: &Server, id: VmId) -> String {
+/// Runs one QMP command on VM `id`'s monitor socket directly, independently of porthole,
+/// and returns QEMU's reply line.
+pub fn qmp(server: &Server, id: VmId, command: &serde_json::Value) -> String {
     use std::io::{BufRead, BufReader, Write};
-    let dir = server.data_dir.join("vms").join(id.to_string());
-    let dump = dir.with_file_name(format!("{id}.vga"));
-    let stream = std::os::unix::net::UnixStream::connect(dir.join("qmp.sock")).unwrap();
+    let socket = server
+        .data_dir
+        .join("vms")
+        .join(id.to_string())
+        .join("qmp.sock");
+    let stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -389,12 +392,7 @@ pub fn vga_text(server: &Server, id: VmId) -> String {
     let mut writer = stream;
     let mut line = String::new();
     reader.read_line(&mut line).unwrap(); // greeting
-    let command = format!(
-        "{{\"execute\":\"qmp_capabilities\"}}\n{{\"execute\":\"pmemsave\",\"arguments\":{{\"val\":{},\"size\":4000,\"filename\":{:?}}}}}\n",
-        0xB8000,
-        dump.to_string_lossy()
-    );
-    writer.write_all(command.as_bytes()).unwrap();
+    writeln!(writer, "{{\"execute\":\"qmp_capabilities\"}}\n{command}").unwrap();
     let mut returns = 0;
     while returns < 2 {
         line.clear();
@@ -402,9 +400,30 @@ pub fn vga_text(server: &Server, id: VmId) -> String {
         assert!(!line.contains("\"error\""), "QMP: {line}");
         returns += usize::from(line.contains("\"return\""));
     }
+    line
+}
+
+/// The text on the VM's VGA screen, read independently of porthole: QMP `pmemsave` dumps
+/// the VGA text buffer (guest physical 0xB8000, character and attribute byte pairs).
+pub fn vga_text(server: &Server, id: VmId) -> String {
+    let dump = server.data_dir.join("vms").join(format!("{id}.vga"));
+    let command = serde_json::json!({
+        "execute": "pmemsave",
+        "arguments": { "val": 0xB8000, "size": 4000, "filename": dump.to_string_lossy() },
+    });
+    qmp(server, id, &command);
     let bytes = std::fs::read(&dump).unwrap();
     std::fs::remove_file(&dump).unwrap();
     bytes.chunks(2).map(|pair| pair[0] as char).collect()
+}
+
+/// A PNG of the VM's screen taken by QEMU itself (QMP `screendump`), not through VNC.
+pub fn screendump(server: &Server, id: VmId, path: &Path) {
+    let command = serde_json::json!({
+        "execute": "screendump",
+        "arguments": { "filename": path.to_string_lossy(), "format": "png" },
+    });
+    qmp(server, id, &command);
 }
 
 /// Waits until the guest's serial shell has printed its prompt, so typed input reaches it.

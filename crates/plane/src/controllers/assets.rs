@@ -51,6 +51,7 @@ pub async fn asset(Path(path): Path<String>) -> Result<Response, ApiError> {
     let content_type = match path.rsplit_once('.').map(|(_, ext)| ext) {
         Some("js" | "mjs") => "text/javascript; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
         _ => "text/plain; charset=utf-8",
     };
     let headers = [

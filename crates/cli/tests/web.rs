@@ -1,0 +1,191 @@
+//! The web UI's session handling: login redirects, cookie flags, the content security
+//! policy, and cookie-signed requests refused unless they come from porthole's own pages.
+
+mod support;
+
+use porthole_core::ConsoleKind;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION, ORIGIN, SET_COOKIE};
+use support::*;
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn log_in(
+    server: &Server,
+    http: &reqwest::Client,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = http.post(format!("{}/login", server.url)).form(&[
+        ("username", "admin"),
+        ("password", ADMIN_PASSWORD),
+        ("next", "/vms"),
+    ]);
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn sessions_use_strict_http_only_cookies_and_origin_checks() {
+    let server = Server::start().await;
+    let http = no_redirects();
+
+    let page = http
+        .get(format!("{}/vms/some-vm/console/vnc", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        page.headers()[LOCATION],
+        "/login?next=/vms/some-vm/console/vnc"
+    );
+
+    let login_page = http
+        .get(format!("{}/login", server.url))
+        .send()
+        .await
+        .unwrap();
+    let csp = login_page.headers()[CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+
+    let wrong = http
+        .post(format!("{}/login", server.url))
+        .form(&[("username", "admin"), ("password", "wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("wrong username or password")
+    );
+
+    let foreign = log_in(&server, &http, &[("origin", "https://evil.example")]).await;
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+
+    let response = log_in(&server, &http, &[]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[LOCATION], "/vms");
+    let cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP must not mark the cookie Secure: {cookie}"
+    );
+    let behind_tls = log_in(&server, &http, &[("x-forwarded-proto", "https")]).await;
+    assert!(
+        behind_tls.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("; Secure")
+    );
+    let session = cookie.split(';').next().unwrap().to_owned();
+
+    // Signed in by cookie, pages work; state changes need porthole's own Origin.
+    let home = http
+        .get(format!("{}/vms", server.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), StatusCode::OK);
+    let admin = server.admin().await;
+    let vm = running_vm(&admin, "web").await;
+    let ticket_url = format!("{}/api/v1/vms/{}/console", server.url, vm.id);
+    let body = serde_json::json!({ "kind": "serial" });
+    let post = |origin: Option<&str>| {
+        let mut request = http
+            .post(&ticket_url)
+            .header("cookie", &session)
+            .json(&body);
+        if let Some(origin) = origin {
+            request = request.header(ORIGIN, origin);
+        }
+        request.send()
+    };
+    assert_eq!(
+        post(Some("https://evil.example")).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(post(None).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        post(Some(server.url.trim_end_matches('/')))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    // Bearer tokens are not ambient, so they need no Origin.
+    admin
+        .vm_console_ticket(vm.id, ConsoleKind::Serial)
+        .await
+        .unwrap();
+
+    // Logging out ends the session.
+    let logout = http
+        .post(format!("{}/logout", server.url))
+        .header("cookie", &session)
+        .header(ORIGIN, server.url.trim_end_matches('/'))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    let after = http
+        .get(format!("{}/vms", server.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::SEE_OTHER);
+
+    // Assets come only from the embedded list.
+    for path in [
+        "/assets/novnc/core/rfb.js",
+        "/assets/xterm/lib/xterm.mjs",
+        "/assets/app/vnc.js",
+    ] {
+        assert_eq!(
+            http.get(format!("{}{path}", server.url))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    for path in [
+        "/assets/novnc/package.json",
+        "/assets/app/../../Cargo.toml",
+        "/assets/playwright-core/index.js",
+    ] {
+        assert_eq!(
+            http.get(format!("{}{path}", server.url))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+}
