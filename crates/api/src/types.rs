@@ -134,6 +134,21 @@ pub struct CreateVmRequest {
     pub ssh_keys: Option<Vec<String>>,
 }
 
+impl CreateVmRequest {
+    /// A small VM cloned from `template`: 1 core, 256 MiB, a 1 GiB disk.
+    pub fn small(name: &str, template: &str) -> Self {
+        Self {
+            name: name.into(),
+            template: Some(template.into()),
+            iso: None,
+            cores: 1,
+            memory_mib: 256,
+            disk_gib: 1,
+            ssh_keys: None,
+        }
+    }
+}
+
 /// `PATCH /api/v1/vms/{id}`. Cores and memory need the VM stopped; the disk can grow any
 /// time but never shrink.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]

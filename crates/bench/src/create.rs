@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let rounds: usize = rest.first().map_or(Ok(20), |r| r.parse())?;
     let (binary, guest) = (PathBuf::from(binary), PathBuf::from(guest));
     let work = tempfile::Builder::new().prefix("phb").tempdir_in("/tmp")?;
-    let plane = Plane::start(&binary, &guest, work.path(), PASSWORD)?;
+    let plane = Plane::start(&binary, &guest, work.path(), PASSWORD, &[])?;
     let anonymous = Client::new(&plane.url)?;
     let client = anonymous
         .clone()
@@ -90,13 +90,8 @@ async fn create_once(
     round: usize,
 ) -> anyhow::Result<(Duration, Duration)> {
     let request = CreateVmRequest {
-        name: format!("{template}-{round}"),
-        template: Some(template.into()),
-        iso: None,
-        cores: 1,
-        memory_mib: 256,
         disk_gib: size.div_ceil(1 << 30).max(1),
-        ssh_keys: None,
+        ..CreateVmRequest::small(&format!("{template}-{round}"), template)
     };
     let started = Instant::now();
     let created = client.create_vm(&request).await?;

@@ -19,12 +19,14 @@ pub struct Plane {
 }
 
 impl Plane {
-    /// Starts `binary serve` with the demo template from `guest`, in `dir`.
+    /// Starts `binary serve` with the demo template from `guest`, in `dir`, with `extra`
+    /// arguments.
     pub fn start(
         binary: &Path,
         guest: &Path,
         dir: &Path,
         admin_password: &str,
+        extra: &[&str],
     ) -> anyhow::Result<Self> {
         let data_dir = dir.join("d");
         let log = dir.join("serve.log");
@@ -41,6 +43,7 @@ impl Plane {
             .arg(&data_dir)
             .arg("--demo-guest")
             .arg(guest)
+            .args(extra)
             .env("PORTHOLE_ADMIN_PASSWORD", admin_password)
             .env("PORTHOLE_LOG", "warn")
             .stdin(Stdio::null())
@@ -76,6 +79,13 @@ impl Plane {
     }
 }
 
+impl Plane {
+    /// The plane's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Plane {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -94,6 +104,8 @@ pub struct Summary {
     pub p50: Duration,
     /// The 90th percentile.
     pub p90: Duration,
+    /// The 99th percentile.
+    pub p99: Duration,
     /// The slowest sample.
     pub max: Duration,
 }
@@ -107,6 +119,7 @@ pub fn summarise(samples: &[Duration]) -> Summary {
         min: sorted[0],
         p50: at(0.5),
         p90: at(0.9),
+        p99: at(0.99),
         max: sorted[sorted.len() - 1],
     }
 }

@@ -183,6 +183,13 @@ async fn serial_viewers_share_one_port() {
         .await
         .unwrap();
     read_until_text(&mut first, "\r\nstill-here\r\n", LONG).await;
+    // Frames are bounded: a message over 64 KiB ends the session with 1009.
+    first
+        .send(Message::binary(vec![b'x'; 100 * 1024]))
+        .await
+        .unwrap();
+    let ended = read_until(&mut first, LONG, |_| false).await;
+    assert_eq!(ended.close.map(|c| c.0), Some(1009));
 }
 
 #[tokio::test]

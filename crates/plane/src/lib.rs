@@ -27,6 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use axum::serve::ListenerExt;
 use nix::fcntl::{Flock, FlockArg};
 use porthole_qemu::{Accel, QemuConfig, QemuDriver};
 use porthole_store::Store;
@@ -175,7 +176,13 @@ impl Plane {
         let sessions = self.app.consoles.shutdown.clone();
         let service =
             router::router(self.app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, service)
+        // Consoles are interactive: every keystroke and echo goes out at once.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        let result = axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 sessions.cancel();

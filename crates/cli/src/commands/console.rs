@@ -63,7 +63,7 @@ async fn open_socket(
         "Sec-WebSocket-Protocol",
         "binary".parse().expect("valid header"),
     );
-    match tokio_tungstenite::connect_async(request).await {
+    match tokio_tungstenite::connect_async_with_config(request, None, true).await {
         Ok((socket, _)) => Ok(socket),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             let body = response

@@ -302,15 +302,7 @@ pub fn qemu_processes() -> Vec<(i32, String)> {
 
 /// A create request for the demo template.
 pub fn demo_vm(name: &str) -> CreateVmRequest {
-    CreateVmRequest {
-        name: name.into(),
-        template: Some("demo".into()),
-        iso: None,
-        cores: 1,
-        memory_mib: 256,
-        disk_gib: 1,
-        ssh_keys: None,
-    }
+    CreateVmRequest::small(name, "demo")
 }
 
 /// Waits up to `timeout` for job `job` to finish.
