@@ -64,7 +64,10 @@ impl Plane {
                 format!("creating the data directory {}", config.data_dir.display())
             })?;
         let data_dir = config.data_dir.canonicalize()?;
-        let lock = lock_data_dir(&data_dir)?;
+        let lock = {
+            let data_dir = data_dir.clone();
+            tokio::task::spawn_blocking(move || lock_data_dir(&data_dir)).await??
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -206,20 +209,43 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<Flock<std::fs::File>> {
         .write(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => lock,
-        Err((_, _)) => {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut file = file;
+    let started = std::time::Instant::now();
+    let mut lock = loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => break lock,
+            Err((returned, _)) => file = returned,
+        }
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        let holder = holder.trim();
+        // A plane killed while it was starting a process (between fork and exec) leaves that
+        // child holding the lock for a moment after the plane itself is gone.
+        if process_is_alive(holder) || started.elapsed() > ORPHANED_LOCK_WAIT {
             bail!(
-                "another porthole (pid {}) is using {}; stop it first",
-                holder.trim(),
+                "another porthole (pid {holder}) is using {}; stop it first",
                 data_dir.display()
             );
         }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     };
     lock.set_len(0)?;
     write!(lock, "{}", std::process::id())?;
     Ok(lock)
+}
+
+/// How long a lock whose recorded holder has exited may take to be released.
+const ORPHANED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether `pid` (as recorded in the lock file) names a running process.
+fn process_is_alive(pid: &str) -> bool {
+    match pid.parse::<i32>() {
+        Ok(pid) if pid > 0 => {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                != Err(nix::errno::Errno::ESRCH)
+        }
+        // No pid recorded: a plane between taking the lock and writing it.
+        _ => true,
+    }
 }
 
 /// Fails with installation advice if QEMU cannot run.
