@@ -4,8 +4,10 @@
 # Output (in $1, default target/guest):
 #   vmlinuz      the kernel, booted directly by QEMU
 #   initrd.img   a busybox initramfs whose init prints the ready marker on serial and VGA,
-#                answers ACPI power-button presses, keeps a shell on ttyS0 and tty1, and
-#                applies console sizes porthole sends over virtio-serial
+#                answers ACPI power-button presses, keeps a shell on ttyS0 and tty1,
+#                applies console sizes porthole sends over virtio-serial, and applies a
+#                cloud-init NoCloud seed (hostname, user, password hash, SSH keys) if the
+#                VM has one (bin/porthole-cloud-init)
 #   disk.qcow2   a small ext4 data disk the guest mounts at /data when present
 #   cmdline      the kernel command line the template uses
 #
@@ -53,7 +55,8 @@ for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_
 done
 
 cp -a "$here/rootfs/." "$root/"
-chmod 0755 "$root/etc/rc" "$root/etc/acpi/PWRF/00000080" "$root/bin/porthole-console-agent"
+chmod 0755 "$root/etc/rc" "$root/etc/acpi/PWRF/00000080" "$root/bin/porthole-console-agent" \
+    "$root/bin/porthole-cloud-init"
 (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -9 > "$out/initrd.img.tmp"
 cp "$work/kernel/boot/vmlinuz-$kver" "$out/vmlinuz.tmp"
 

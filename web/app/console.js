@@ -6,7 +6,10 @@ export async function consoleUrl(root, kind) {
   const response = await fetch(root.dataset.ticketUrl, {
     method: 'POST',
     credentials: 'same-origin',
-    headers: { 'content-type': 'application/json' },
+    headers: {
+      'content-type': 'application/json',
+      'x-csrf-token': document.querySelector('meta[name="csrf-token"]')?.content ?? '',
+    },
     body: JSON.stringify({ kind }),
   });
   const body = await response.json().catch(() => ({}));

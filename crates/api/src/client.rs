@@ -17,7 +17,7 @@ use tokio_util::io::ReaderStream;
 use url::Url;
 
 use crate::types::*;
-use porthole_core::{ConsoleKind, ExternalConsoleId, JobId, VmId};
+use porthole_core::{ConsoleKind, ExternalConsoleId, JobId, SshKeyId, VmId};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +256,171 @@ impl Client {
         self.post("api/v1/users", user).await
     }
 
+    /// `GET /api/v1/users` (admins).
+    pub async fn users(&self) -> Result<Vec<User>, ClientError> {
+        self.get("api/v1/users").await
+    }
+
+    /// `GET /api/v1/users/{username}`.
+    pub async fn user(&self, username: &str) -> Result<User, ClientError> {
+        self.get(&format!("api/v1/users/{}", seg(username))).await
+    }
+
+    /// `PATCH /api/v1/users/{username}` (admins).
+    pub async fn update_user(
+        &self,
+        username: &str,
+        request: &UpdateUserRequest,
+    ) -> Result<User, ClientError> {
+        self.send(
+            self.request(Method::PATCH, &format!("api/v1/users/{}", seg(username)))
+                .json(request),
+        )
+        .await
+    }
+
+    /// `PUT /api/v1/users/{username}/limits` (admins).
+    pub async fn set_user_limits(
+        &self,
+        username: &str,
+        limits: &SetLimitsRequest,
+    ) -> Result<User, ClientError> {
+        self.send(
+            self.request(
+                Method::PUT,
+                &format!("api/v1/users/{}/limits", seg(username)),
+            )
+            .json(limits),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/groups` (admins).
+    pub async fn groups(&self) -> Result<Vec<Group>, ClientError> {
+        self.get("api/v1/groups").await
+    }
+
+    /// `POST /api/v1/groups` (admins).
+    pub async fn create_group(&self, name: &str) -> Result<Group, ClientError> {
+        self.post("api/v1/groups", &CreateGroupRequest { name: name.into() })
+            .await
+    }
+
+    /// `PUT /api/v1/groups/{name}/limits` (admins).
+    pub async fn set_group_limits(
+        &self,
+        name: &str,
+        limits: &SetLimitsRequest,
+    ) -> Result<Group, ClientError> {
+        self.send(
+            self.request(Method::PUT, &format!("api/v1/groups/{}/limits", seg(name)))
+                .json(limits),
+        )
+        .await
+    }
+
+    /// `PUT /api/v1/groups/{name}/members/{username}` (admins).
+    pub async fn add_group_member(&self, name: &str, username: &str) -> Result<Group, ClientError> {
+        self.send(self.request(
+            Method::PUT,
+            &format!("api/v1/groups/{}/members/{}", seg(name), seg(username)),
+        ))
+        .await
+    }
+
+    /// `DELETE /api/v1/groups/{name}/members/{username}` (admins).
+    pub async fn remove_group_member(
+        &self,
+        name: &str,
+        username: &str,
+    ) -> Result<Group, ClientError> {
+        self.send(self.request(
+            Method::DELETE,
+            &format!("api/v1/groups/{}/members/{}", seg(name), seg(username)),
+        ))
+        .await
+    }
+
+    /// `DELETE /api/v1/groups/{name}` (admins). Its members keep their accounts.
+    pub async fn delete_group(&self, name: &str) -> Result<(), ClientError> {
+        self.send(self.request(Method::DELETE, &format!("api/v1/groups/{}", seg(name))))
+            .await
+    }
+
+    /// `GET /api/v1/users/me/ssh-keys`: the SSH keys on the caller's profile.
+    pub async fn ssh_keys(&self) -> Result<Vec<SshKey>, ClientError> {
+        self.get("api/v1/users/me/ssh-keys").await
+    }
+
+    /// `POST /api/v1/users/me/ssh-keys`.
+    pub async fn add_ssh_key(&self, request: &AddSshKeyRequest) -> Result<SshKey, ClientError> {
+        self.post("api/v1/users/me/ssh-keys", request).await
+    }
+
+    /// `DELETE /api/v1/users/me/ssh-keys/{id}`.
+    pub async fn delete_ssh_key(&self, id: SshKeyId) -> Result<(), ClientError> {
+        self.send(self.request(Method::DELETE, &format!("api/v1/users/me/ssh-keys/{id}")))
+            .await
+    }
+
+    /// `GET /api/v1/audit` (admins): the newest `limit` records.
+    pub async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, ClientError> {
+        self.audit(limit, None, None).await
+    }
+
+    /// `GET /api/v1/audit` (admins): the newest `limit` records, only `actor`'s if given,
+    /// only those older than `before` (unix milliseconds) if given.
+    pub async fn audit(
+        &self,
+        limit: u32,
+        actor: Option<&str>,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, ClientError> {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.append_pair("limit", &limit.to_string());
+        if let Some(actor) = actor {
+            query.append_pair("actor", actor);
+        }
+        if let Some(before) = before {
+            query.append_pair("before", &before.to_string());
+        }
+        self.get(&format!("api/v1/audit?{}", query.finish())).await
+    }
+
+    /// `POST /api/v1/vms/{id}/actions/renew`.
+    pub async fn renew_vm(&self, id: VmId) -> Result<Vm, ClientError> {
+        self.send(self.request(Method::POST, &format!("api/v1/vms/{id}/actions/renew")))
+            .await
+    }
+
+    /// `GET /api/v1/vms/{id}/snapshots`.
+    pub async fn snapshots(&self, id: VmId) -> Result<Vec<VmSnapshot>, ClientError> {
+        self.get(&format!("api/v1/vms/{id}/snapshots")).await
+    }
+
+    /// `POST /api/v1/vms/{id}/snapshots`: queues taking snapshot `name`.
+    pub async fn create_snapshot(&self, id: VmId, name: &str) -> Result<JobResponse, ClientError> {
+        let body = CreateSnapshotRequest { name: name.into() };
+        self.post(&format!("api/v1/vms/{id}/snapshots"), &body)
+            .await
+    }
+
+    /// `POST /api/v1/vms/{id}/snapshots/{name}/rollback`.
+    pub async fn rollback_snapshot(
+        &self,
+        id: VmId,
+        name: &str,
+    ) -> Result<JobResponse, ClientError> {
+        let path = format!("api/v1/vms/{id}/snapshots/{}/rollback", seg(name));
+        self.send(self.request(Method::POST, &path)).await
+    }
+
+    /// `DELETE /api/v1/vms/{id}/snapshots/{name}`.
+    pub async fn delete_snapshot(&self, id: VmId, name: &str) -> Result<JobResponse, ClientError> {
+        let path = format!("api/v1/vms/{id}/snapshots/{}", seg(name));
+        self.send(self.request(Method::DELETE, &path)).await
+    }
+
     /// `GET /api/v1/templates`.
     pub async fn templates(&self) -> Result<Vec<Template>, ClientError> {
         self.get("api/v1/templates").await
@@ -286,15 +451,37 @@ impl Client {
         .await
     }
 
+    /// `PATCH /api/v1/templates/{name}` (admins): approves a template for members, or not.
+    pub async fn approve_template(
+        &self,
+        name: &str,
+        approved: bool,
+    ) -> Result<Template, ClientError> {
+        self.send(
+            self.request(Method::PATCH, &format!("api/v1/templates/{}", seg(name)))
+                .json(&ApproveImageRequest { approved }),
+        )
+        .await
+    }
+
+    /// `PATCH /api/v1/isos/{name}` (admins): approves an ISO for members, or not.
+    pub async fn approve_iso(&self, name: &str, approved: bool) -> Result<Iso, ClientError> {
+        self.send(
+            self.request(Method::PATCH, &format!("api/v1/isos/{}", seg(name)))
+                .json(&ApproveImageRequest { approved }),
+        )
+        .await
+    }
+
     /// `DELETE /api/v1/templates/{name}`.
     pub async fn delete_template(&self, name: &str) -> Result<(), ClientError> {
-        self.send(self.request(Method::DELETE, &format!("api/v1/templates/{name}")))
+        self.send(self.request(Method::DELETE, &format!("api/v1/templates/{}", seg(name))))
             .await
     }
 
     /// `DELETE /api/v1/isos/{name}`.
     pub async fn delete_iso(&self, name: &str) -> Result<(), ClientError> {
-        self.send(self.request(Method::DELETE, &format!("api/v1/isos/{name}")))
+        self.send(self.request(Method::DELETE, &format!("api/v1/isos/{}", seg(name))))
             .await
     }
 
@@ -479,7 +666,7 @@ impl Client {
         id: ExternalConsoleId,
         username: &str,
     ) -> Result<(), ClientError> {
-        let path = format!("api/v1/external-consoles/{id}/grants/{username}");
+        let path = format!("api/v1/external-consoles/{id}/grants/{}", seg(username));
         self.send(self.request(Method::PUT, &path)).await
     }
 
@@ -489,7 +676,7 @@ impl Client {
         id: ExternalConsoleId,
         username: &str,
     ) -> Result<(), ClientError> {
-        let path = format!("api/v1/external-consoles/{id}/grants/{username}");
+        let path = format!("api/v1/external-consoles/{id}/grants/{}", seg(username));
         self.send(self.request(Method::DELETE, &path)).await
     }
 
@@ -581,6 +768,20 @@ impl Client {
             tokio::time::sleep(interval).await;
         }
     }
+}
+
+/// `text` as one URL path segment: everything but unreserved characters percent-encoded, so
+/// a `/`, `?` or `#` in a name stays inside its segment.
+fn seg(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 fn file_len(path: &Path) -> Result<u64, ClientError> {

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use porthole_core::driver::DiskFormat;
 use porthole_core::{
-    ConsoleKind, ExternalConsoleId, JobId, JobKind, JobState, Role, UserId, VmId, VmState,
+    AuditId, BootOrder, ConsoleKind, ExternalConsoleId, GroupId, JobId, JobKind, JobState,
+    LimitOverrides, Limits, Role, SshKeyId, Usage, UserId, VmId, VmState,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -73,6 +74,156 @@ pub struct User {
     pub role: Role,
     /// Where reminders go.
     pub email: Option<String>,
+    /// The limits that apply to them now.
+    pub limits: Limits,
+    /// Their own overrides; unset parts come from their groups or the site default.
+    pub limit_overrides: LimitOverrides,
+    /// What they use now.
+    pub usage: Usage,
+    /// Their groups.
+    pub groups: Vec<String>,
+    /// Until when logins are refused after too many wrong passwords, if they are.
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+/// `PUT /api/v1/users/{username}/limits` and `PUT /api/v1/groups/{name}/limits`: each part
+/// is a number, or `null` (or absent) to inherit.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetLimitsRequest {
+    /// Cores of running VMs.
+    #[serde(default)]
+    pub cores: Option<u64>,
+    /// Memory of running VMs, in MiB.
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+    /// Disk of all VMs, in GiB.
+    #[serde(default)]
+    pub disk_gib: Option<u64>,
+}
+
+/// `PATCH /api/v1/templates/{name}` and `PATCH /api/v1/isos/{name}` (admins).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveImageRequest {
+    /// Whether members may use it.
+    pub approved: bool,
+}
+
+/// `PATCH /api/v1/users/{username}` (admins).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    /// `member` or `admin`.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// Where reminders go; `""` removes it.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// A new password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// `true` lifts a lockout.
+    #[serde(default)]
+    pub unlock: bool,
+}
+
+/// A group of users that shares limits.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Group {
+    /// Its id.
+    pub id: GroupId,
+    /// Its unique name.
+    pub name: String,
+    /// Its limits; unset parts are the site default.
+    pub limits: LimitOverrides,
+    /// Its members' usernames.
+    pub members: Vec<String>,
+}
+
+/// `POST /api/v1/groups`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroupRequest {
+    /// 1 to 64 characters of `a-z`, `0-9`, `.`, `_` and `-`.
+    pub name: String,
+}
+
+/// An SSH public key on a user's profile.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SshKey {
+    /// Its id.
+    pub id: SshKeyId,
+    /// A label.
+    pub name: String,
+    /// The key, in OpenSSH's one-line format.
+    pub public_key: String,
+    /// `SHA256:…`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+}
+
+/// `POST /api/v1/users/me/ssh-keys`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddSshKeyRequest {
+    /// A label; defaults to the key's comment.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The key, in OpenSSH's one-line format (`ssh-ed25519 AAAA… comment`).
+    pub public_key: String,
+}
+
+/// A token that signs a user in: an API token, or a web session.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApiToken {
+    /// Its id.
+    pub id: Uuid,
+    /// What it is for, e.g. `login`, `web session`, or a label chosen at creation.
+    pub label: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// Whether this request is signed in with it.
+    pub current: bool,
+}
+
+/// `POST /api/v1/users/me/tokens`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// What it is for: 1 to 100 printable characters.
+    pub label: String,
+    /// Days it lives, 1 to 365 (default: the server's --token-days).
+    #[serde(default)]
+    pub days: Option<u32>,
+}
+
+/// One record of the audit log.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    /// Its id.
+    pub id: AuditId,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who: a username, or `porthole` for the plane itself.
+    pub actor: String,
+    /// What, e.g. `vm.create`.
+    pub action: String,
+    /// The kind of thing acted on.
+    pub target_kind: Option<String>,
+    /// Its id.
+    pub target_id: Option<String>,
+    /// Its name at the time.
+    pub target_name: Option<String>,
+    /// From where.
+    pub remote_addr: Option<String>,
+    /// `ok`, `denied` or `failed`.
+    pub outcome: String,
+    /// The new values, or why it was refused.
+    pub detail: Option<String>,
 }
 
 /// A template VMs can be created from.
@@ -94,6 +245,8 @@ pub struct Template {
     pub boot: String,
     /// When it was imported.
     pub created_at: DateTime<Utc>,
+    /// Whether members may use it; admins approve.
+    pub approved: bool,
 }
 
 /// An installer ISO VMs can boot.
@@ -109,6 +262,8 @@ pub struct Iso {
     pub sha256: String,
     /// When it was imported.
     pub created_at: DateTime<Utc>,
+    /// Whether members may use it; admins approve.
+    pub approved: bool,
 }
 
 /// `POST /api/v1/vms`. Exactly one of `template` and `iso` must be given.
@@ -129,9 +284,14 @@ pub struct CreateVmRequest {
     pub memory_mib: u64,
     /// Disk size in GiB, at least the template's `min_disk_gib`.
     pub disk_gib: u64,
-    /// SSH public keys for the guest.
+    /// SSH public keys for the guest's user, besides those on the owner's profile
+    /// (templates only).
     #[serde(default)]
     pub ssh_keys: Option<Vec<String>>,
+    /// The user cloud-init creates in the guest (templates only); defaults to the owner's
+    /// username, or `porthole` if that cannot be a Linux user name.
+    #[serde(default)]
+    pub guest_user: Option<String>,
 }
 
 impl CreateVmRequest {
@@ -145,6 +305,7 @@ impl CreateVmRequest {
             memory_mib: 256,
             disk_gib: 1,
             ssh_keys: None,
+            guest_user: None,
         }
     }
 }
@@ -163,6 +324,36 @@ pub struct UpdateVmRequest {
     /// New disk size in GiB.
     #[serde(default)]
     pub disk_gib: Option<u64>,
+    /// Exempt the VM from expiry, or not (admins only).
+    #[serde(default)]
+    pub expiry_exempt: Option<bool>,
+    /// An approved ISO to put in the CD-ROM drive (taking effect at the next start); `""`
+    /// empties the drive.
+    #[serde(default)]
+    pub cdrom: Option<String>,
+    /// What boots first from the next start: `disk` or `cdrom`.
+    #[serde(default)]
+    pub boot_order: Option<BootOrder>,
+}
+
+/// `POST /api/v1/vms/{id}/snapshots`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSnapshotRequest {
+    /// 1 to 40 characters of `A-Za-z0-9_-`, starting with a letter.
+    pub name: String,
+}
+
+/// A snapshot of a VM.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct VmSnapshot {
+    /// Its name.
+    pub name: String,
+    /// When it was taken.
+    pub created_at: DateTime<Utc>,
+    /// Whether it holds the guest's memory too (taken while running): rolling back to it
+    /// resumes the guest where it was.
+    pub includes_memory: bool,
 }
 
 /// A virtual machine.
@@ -184,8 +375,14 @@ pub struct Vm {
     pub disk_gib: u64,
     /// The owner's username.
     pub owner: String,
-    /// When it expires; `null` if it does not.
+    /// When it expires; it is stopped then, and deleted after the grace period.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Whether an admin exempted it from expiry.
+    pub expiry_exempt: bool,
+    /// The ISO in its CD-ROM drive besides its boot media, if any.
+    pub cdrom: Option<String>,
+    /// What boots first.
+    pub boot_order: BootOrder,
     /// The template it was cloned from.
     pub template: Option<String>,
     /// The ISO it boots.
@@ -226,6 +423,20 @@ pub struct CreateVmResponse {
     pub vm: Vm,
     /// The job that creates and boots it.
     pub job: Job,
+    /// The guest's login, for VMs made from a template. The password is shown this once
+    /// and stored nowhere.
+    pub guest_login: Option<GuestLogin>,
+}
+
+/// The login cloud-init sets up in a new guest.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct GuestLogin {
+    /// The user name.
+    pub user: String,
+    /// Its password, shown once.
+    pub password: String,
+    /// How many SSH keys it accepts.
+    pub ssh_keys: usize,
 }
 
 /// The reply to an action that runs as a job.

@@ -33,7 +33,7 @@ pub enum OutputFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the porthole server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Log in and save a token for later commands.
     Login(LoginArgs),
     /// Revoke the saved token and forget it.
@@ -50,9 +50,17 @@ pub enum Command {
     /// Follow long-running operations.
     #[command(subcommand)]
     Job(JobCommand),
-    /// Manage accounts.
+    /// Manage accounts, their limits and what they use.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage groups of users that share limits (admins).
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Manage the SSH public keys on your profile; they go into VMs you create from templates.
+    #[command(subcommand)]
+    SshKey(SshKeyCommand),
+    /// Show the audit log: who did what, from where, and whether it worked (admins).
+    Audit(AuditArgs),
     /// Attach this terminal to a serial console. Detach with Ctrl-].
     Console(ConsoleArgs),
     /// Open a local port for any native VNC viewer, relayed to a VM's screen.
@@ -178,6 +186,54 @@ pub struct ServeArgs {
     /// Seconds a console ticket stays valid (at most 30).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=30))]
     pub console_ticket_ttl: u64,
+    /// Cores of running VMs a user may have, unless their groups or they have a limit.
+    #[arg(long, default_value_t = 4)]
+    pub default_cores: u64,
+    /// MiB of memory of running VMs a user may have, by default.
+    #[arg(long, default_value_t = 8192)]
+    pub default_memory_mib: u64,
+    /// GiB of disk over all VMs a user may have, by default.
+    #[arg(long, default_value_t = 100)]
+    pub default_disk_gib: u64,
+    /// Days a new or renewed VM lives before it expires.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub vm_lifetime_days: u64,
+    /// Wrong passwords in a row that lock an account.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub login_max_failures: u64,
+    /// Seconds a locked account refuses logins.
+    #[arg(long, default_value_t = 900)]
+    pub login_lockout: u64,
+    /// Login attempts one client address may make per minute.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub logins_per_minute: u32,
+    /// Days before expiry on which owners are reminded, comma-separated; 0 is the last day.
+    #[arg(long, value_delimiter = ',', default_value = "10,7,3,1,0")]
+    pub expiry_reminder_days: Vec<u32>,
+    /// Days an expired (stopped) VM is kept before it is deleted.
+    #[arg(long, default_value_t = 7)]
+    pub expiry_grace_days: u64,
+    /// Seconds between expiry sweeps.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub expiry_interval: u64,
+    /// Hour (UTC, 0-23) from which admins get the daily expiry summary.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..24))]
+    pub expiry_summary_hour: u32,
+    /// The mail server for reminders: smtp://HOST:PORT, smtp://HOST:587?tls=required
+    /// (STARTTLS) or smtps://HOST:465, with USER:PASSWORD@ if it needs a login.
+    #[arg(long, env = "PORTHOLE_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of porthole's mail.
+    #[arg(
+        long,
+        default_value = "porthole <porthole@localhost>",
+        env = "PORTHOLE_SMTP_FROM"
+    )]
+    pub smtp_from: String,
+    /// Read the current time from this file (an RFC 3339 time) instead of the system clock.
+    /// For testing expiry only.
+    #[arg(long, hide = true)]
+    pub clock_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -239,6 +295,19 @@ pub enum VmCommand {
         /// The VM's name or id.
         vm: String,
     },
+    /// Push a VM's expiry out by the site's VM lifetime, counted from now.
+    Renew {
+        /// The VM's name or id.
+        vm: String,
+    },
+    /// Exempt a VM from expiry, or with --off make it expire again (admins).
+    Exempt {
+        /// The VM's name or id.
+        vm: String,
+        /// Withdraw the exemption.
+        #[arg(long)]
+        off: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +337,13 @@ pub struct CreateVmArgs {
     /// Disk size in GiB; defaults to the template's minimum, or 8 for an ISO.
     #[arg(long)]
     pub disk: Option<u64>,
+    /// An OpenSSH public key file (such as ~/.ssh/id_ed25519.pub) the guest user accepts,
+    /// besides the keys on your profile. Repeat for more keys. Templates only.
+    #[arg(long = "ssh-key", value_name = "FILE", conflicts_with = "iso")]
+    pub ssh_keys: Vec<PathBuf>,
+    /// The user created in the guest; defaults to your username. Templates only.
+    #[arg(long, value_name = "NAME", conflicts_with = "iso")]
+    pub guest_user: Option<String>,
     #[command(flatten)]
     pub wait: WaitArg,
 }
@@ -315,6 +391,14 @@ pub enum TemplateCommand {
         /// The template's name.
         name: String,
     },
+    /// Let members create VMs from a template, or with --revoke stop them (admins).
+    Approve {
+        /// The template's name.
+        name: String,
+        /// Withdraw the approval; existing VMs are not touched.
+        #[arg(long)]
+        revoke: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -336,6 +420,14 @@ pub enum IsoCommand {
         /// The ISO's name.
         name: String,
     },
+    /// Let members boot an ISO, or with --revoke stop them (admins).
+    Approve {
+        /// The ISO's name.
+        name: String,
+        /// Withdraw the approval; existing VMs are not touched.
+        #[arg(long)]
+        revoke: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -354,8 +446,41 @@ pub enum JobCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Show who you are logged in as.
+    /// Show who you are logged in as, with your limits and what you use.
     Me,
+    /// List every account with its limits and usage (admins).
+    #[command(alias = "ls")]
+    List,
+    /// Show one account: role, groups, limits and where they come from, usage, lockout.
+    Show {
+        /// The login name.
+        username: String,
+    },
+    /// Set a user's own limits (admins). Parts not given keep their current setting;
+    /// `inherit` clears one, so it comes from the user's groups or the site default.
+    Limits {
+        /// The login name.
+        username: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Change a user's role, email or password, or lift a lockout (admins).
+    Set {
+        /// The login name.
+        username: String,
+        /// member or admin.
+        #[arg(long)]
+        role: Option<String>,
+        /// Where reminders go; "" removes it.
+        #[arg(long)]
+        email: Option<String>,
+        /// Set a new password, read from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Lift a lockout after too many wrong passwords.
+        #[arg(long)]
+        unlock: bool,
+    },
     /// Create an account (admins only). The password is prompted for, or read from stdin.
     Create {
         /// The login name.
@@ -370,4 +495,107 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+}
+
+/// One limit on the command line: a number, or `inherit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitValue {
+    /// Clear the override; inherit from the level below.
+    Inherit,
+    /// This many.
+    Set(u64),
+}
+
+fn parse_limit(text: &str) -> Result<LimitValue, String> {
+    if text == "inherit" {
+        return Ok(LimitValue::Inherit);
+    }
+    text.parse()
+        .map(LimitValue::Set)
+        .map_err(|_| format!("{text:?} is neither a whole number nor `inherit`"))
+}
+
+/// Limits to change; each a number or `inherit`.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Cores of running VMs, or `inherit`.
+    #[arg(long, value_name = "N|inherit", value_parser = parse_limit)]
+    pub cores: Option<LimitValue>,
+    /// MiB of memory of running VMs, or `inherit`.
+    #[arg(long, value_name = "MIB|inherit", value_parser = parse_limit)]
+    pub memory: Option<LimitValue>,
+    /// GiB of disk over all VMs, or `inherit`.
+    #[arg(long, value_name = "GIB|inherit", value_parser = parse_limit)]
+    pub disk: Option<LimitValue>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List groups with their limits and members.
+    #[command(alias = "ls")]
+    List,
+    /// Make a group.
+    Create {
+        /// 1 to 64 characters of a-z, 0-9, '.', '_' and '-'.
+        name: String,
+    },
+    /// Remove a group; its members keep their accounts.
+    #[command(alias = "rm")]
+    Delete {
+        /// The group's name.
+        name: String,
+    },
+    /// Set a group's limits. Parts not given keep their current setting; `inherit` clears
+    /// one, so it comes from the site default.
+    Limits {
+        /// The group's name.
+        name: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Add a user to a group.
+    Add {
+        /// The group's name.
+        name: String,
+        /// The user's login name.
+        username: String,
+    },
+    /// Take a user out of a group.
+    Remove {
+        /// The group's name.
+        name: String,
+        /// The user's login name.
+        username: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SshKeyCommand {
+    /// List the keys on your profile.
+    #[command(alias = "ls")]
+    List,
+    /// Add a public key from an OpenSSH .pub file, such as ~/.ssh/id_ed25519.pub.
+    Add {
+        /// The .pub file.
+        file: PathBuf,
+        /// A label; defaults to the key's comment.
+        #[arg(long, short)]
+        name: Option<String>,
+    },
+    /// Remove a key, named by its id, fingerprint (SHA256:...) or label.
+    #[command(alias = "rm")]
+    Delete {
+        /// Its id, fingerprint or label.
+        key: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// How many records, newest first (1 to 1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// Only this user's records (`porthole` for the plane's own).
+    #[arg(long)]
+    pub actor: Option<String>,
 }

@@ -1,7 +1,10 @@
 //! Printing results as tables for people or JSON for programs.
 
 use chrono::{DateTime, Utc};
-use porthole_api::{ConsoleSession, ExternalConsole, Iso, Job, Template, Vm};
+use porthole_api::{
+    AuditEntry, ConsoleSession, ExternalConsole, Group, Iso, Job, SshKey, Template, User, Vm,
+};
+use porthole_core::LimitOverrides;
 use serde::Serialize;
 
 use crate::cli::OutputFormat;
@@ -105,8 +108,101 @@ fn columns(header: &[String], rows: &[Vec<String>]) -> String {
         .join("\n")
 }
 
-fn time(t: &DateTime<Utc>) -> String {
+/// A time as `2006-01-02 15:04:05` (UTC).
+pub fn time(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn yes_no(value: bool) -> String {
+    if value { "yes" } else { "no" }.into()
+}
+
+/// When a VM expires: `exempt`, a time, or `-` if it never does.
+pub fn expiry(vm: &Vm) -> String {
+    match (vm.expiry_exempt, &vm.expires_at) {
+        (true, _) => "exempt".into(),
+        (false, Some(at)) => time(at),
+        (false, None) => "-".into(),
+    }
+}
+
+/// Until when an account is locked, or `-`.
+fn locked(user: &User) -> String {
+    match user.locked_until {
+        Some(until) if until > Utc::now() => format!("until {}", time(&until)),
+        _ => "-".into(),
+    }
+}
+
+/// The limits a user's own overrides set, as `2 cores, memory inherited, ...`.
+pub fn overrides(limits: &LimitOverrides) -> String {
+    let part = |value: Option<u64>, unit: &str, what: &str| {
+        value.map_or_else(|| format!("{what} inherited"), |n| format!("{n}{unit}"))
+    };
+    [
+        part(limits.cores, " cores", "cores"),
+        part(limits.memory_mib, " MiB memory", "memory"),
+        part(limits.disk_gib, " GiB disk", "disk"),
+    ]
+    .join(", ")
+}
+
+/// A user in full, as `key  value` lines: limits, where they come from, and usage.
+pub fn user_details(user: &User) -> String {
+    let source = |own: Option<u64>| {
+        if own.is_some() {
+            "(own limit)"
+        } else if user.groups.is_empty() {
+            "(site default)"
+        } else {
+            "(from groups or site default)"
+        }
+    };
+    let groups = if user.groups.is_empty() {
+        "-".to_owned()
+    } else {
+        user.groups.join(", ")
+    };
+    let lines = [
+        ("username", user.username.clone()),
+        ("role", user.role.to_string()),
+        ("email", opt(&user.email)),
+        ("groups", groups),
+        (
+            "cores",
+            format!(
+                "{} of {} in use {}",
+                user.usage.cores,
+                user.limits.cores,
+                source(user.limit_overrides.cores)
+            ),
+        ),
+        (
+            "memory",
+            format!(
+                "{} of {} MiB in use {}",
+                user.usage.memory_mib,
+                user.limits.memory_mib,
+                source(user.limit_overrides.memory_mib)
+            ),
+        ),
+        (
+            "disk",
+            format!(
+                "{} of {} GiB in use {}",
+                user.usage.disk_gib,
+                user.limits.disk_gib,
+                source(user.limit_overrides.disk_gib)
+            ),
+        ),
+        ("locked", locked(user)),
+        ("id", user.id.to_string()),
+    ];
+    lines
+        .iter()
+        .map(|(key, value)| format!("{key:8}  {value}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn opt<T: ToString>(value: &Option<T>) -> String {
@@ -134,7 +230,7 @@ pub fn bytes(n: u64) -> String {
 impl Rows for Vm {
     fn header() -> &'static [&'static str] {
         &[
-            "NAME", "STATE", "CORES", "MEMORY", "DISK", "NODE", "OWNER", "SOURCE", "ID",
+            "NAME", "STATE", "CORES", "MEMORY", "DISK", "NODE", "OWNER", "SOURCE", "EXPIRES", "ID",
         ]
     }
 
@@ -153,6 +249,7 @@ impl Rows for Vm {
             self.node.clone(),
             self.owner.clone(),
             source,
+            expiry(self),
             self.id.to_string(),
         ]
     }
@@ -161,13 +258,14 @@ impl Rows for Vm {
 impl Rows for Template {
     fn header() -> &'static [&'static str] {
         &[
-            "NAME", "FORMAT", "SIZE", "MIN DISK", "BOOT", "CREATED", "SHA256",
+            "NAME", "APPROVED", "FORMAT", "SIZE", "MIN DISK", "BOOT", "CREATED", "SHA256",
         ]
     }
 
     fn row(&self) -> Vec<String> {
         vec![
             self.name.clone(),
+            yes_no(self.approved),
             self.format.as_str().into(),
             bytes(self.virtual_size),
             format!("{} GiB", self.min_disk_gib),
@@ -180,12 +278,13 @@ impl Rows for Template {
 
 impl Rows for Iso {
     fn header() -> &'static [&'static str] {
-        &["NAME", "SIZE", "CREATED", "SHA256"]
+        &["NAME", "APPROVED", "SIZE", "CREATED", "SHA256"]
     }
 
     fn row(&self) -> Vec<String> {
         vec![
             self.name.clone(),
+            yes_no(self.approved),
             bytes(self.size),
             time(&self.created_at),
             self.sha256[..16.min(self.sha256.len())].to_owned(),
@@ -268,6 +367,107 @@ impl Rows for ConsoleSession {
             bytes(self.bytes_to_client),
             bytes(self.bytes_from_client),
             opt(&self.end_reason),
+        ]
+    }
+}
+
+impl Rows for User {
+    fn header() -> &'static [&'static str] {
+        &[
+            "USERNAME", "ROLE", "GROUPS", "CORES", "MEMORY", "DISK", "LOCKED",
+        ]
+    }
+
+    fn row(&self) -> Vec<String> {
+        let groups = if self.groups.is_empty() {
+            "-".to_owned()
+        } else {
+            self.groups.join(",")
+        };
+        vec![
+            self.username.clone(),
+            self.role.to_string(),
+            groups,
+            format!("{}/{}", self.usage.cores, self.limits.cores),
+            format!("{}/{} MiB", self.usage.memory_mib, self.limits.memory_mib),
+            format!("{}/{} GiB", self.usage.disk_gib, self.limits.disk_gib),
+            locked(self),
+        ]
+    }
+}
+
+impl Rows for Group {
+    fn header() -> &'static [&'static str] {
+        &["NAME", "CORES", "MEMORY", "DISK", "MEMBERS"]
+    }
+
+    fn row(&self) -> Vec<String> {
+        let limit = |value: Option<u64>, unit: &str| {
+            value.map_or_else(|| "default".to_owned(), |n| format!("{n}{unit}"))
+        };
+        let members = if self.members.is_empty() {
+            "-".to_owned()
+        } else {
+            self.members.join(",")
+        };
+        vec![
+            self.name.clone(),
+            limit(self.limits.cores, ""),
+            limit(self.limits.memory_mib, " MiB"),
+            limit(self.limits.disk_gib, " GiB"),
+            members,
+        ]
+    }
+}
+
+impl Rows for SshKey {
+    fn header() -> &'static [&'static str] {
+        &["NAME", "TYPE", "FINGERPRINT", "ADDED", "ID"]
+    }
+
+    fn row(&self) -> Vec<String> {
+        let kind = self.public_key.split_whitespace().next().unwrap_or("-");
+        vec![
+            self.name.clone(),
+            kind.to_owned(),
+            self.fingerprint.clone(),
+            time(&self.created_at),
+            self.id.to_string(),
+        ]
+    }
+}
+
+impl Rows for AuditEntry {
+    fn header() -> &'static [&'static str] {
+        &[
+            "TIME", "ACTOR", "ACTION", "TARGET", "FROM", "OUTCOME", "DETAIL",
+        ]
+    }
+
+    fn row(&self) -> Vec<String> {
+        let name = self
+            .target_name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .or(self.target_id.as_deref());
+        let target = match (&self.target_kind, name) {
+            (Some(kind), Some(name)) => format!("{kind} {name}"),
+            (Some(kind), None) => kind.clone(),
+            (None, Some(name)) => name.to_owned(),
+            (None, None) => "-".into(),
+        };
+        let detail = self
+            .detail
+            .as_deref()
+            .map_or_else(|| "-".to_owned(), |d| d.replace(['\n', '\r'], " "));
+        vec![
+            time(&self.at),
+            self.actor.clone(),
+            self.action.clone(),
+            target,
+            opt(&self.remote_addr),
+            self.outcome.clone(),
+            detail,
         ]
     }
 }

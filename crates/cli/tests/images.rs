@@ -289,7 +289,7 @@ async fn a_vm_boots_from_an_imported_iso_with_a_blank_disk() {
         .unwrap()
         .replace('\0', " ");
     assert!(
-        cmdline.contains("media=cdrom") && cmdline.contains("ide-cd,drive=cdrom0,bootindex=0"),
+        cmdline.contains("media=cdrom") && cmdline.contains("ide-cd,drive=cdrom0,bootindex=1"),
         "{cmdline}"
     );
 

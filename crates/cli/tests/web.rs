@@ -15,16 +15,46 @@ fn no_redirects() -> reqwest::Client {
         .unwrap()
 }
 
+/// The value of the page's CSRF token (its hidden `csrf` field or its meta tag).
+fn csrf_of(html: &str) -> String {
+    let start = html
+        .find("name=\"csrf-token\" content=\"")
+        .map(|i| i + "name=\"csrf-token\" content=\"".len())
+        .expect("the page has a CSRF token");
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+/// Opens the login page: its binding cookie (`name=value`) and its form's CSRF token.
+async fn login_form(server: &Server, http: &reqwest::Client) -> (String, String) {
+    let page = http
+        .get(format!("{}/login", server.url))
+        .send()
+        .await
+        .unwrap();
+    let cookie = page.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        cookie.starts_with("porthole_login=") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    (cookie, csrf_of(&page.text().await.unwrap()))
+}
+
 async fn log_in(
     server: &Server,
     http: &reqwest::Client,
     extra: &[(&str, &str)],
 ) -> reqwest::Response {
-    let mut request = http.post(format!("{}/login", server.url)).form(&[
-        ("username", "admin"),
-        ("password", ADMIN_PASSWORD),
-        ("next", "/vms"),
-    ]);
+    let (cookie, csrf) = login_form(server, http).await;
+    let mut request = http
+        .post(format!("{}/login", server.url))
+        .header("cookie", cookie)
+        .form(&[
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("next", "/vms"),
+            ("csrf", &csrf),
+        ]);
     for (name, value) in extra {
         request = request.header(*name, *value);
     }
@@ -61,9 +91,38 @@ async fn sessions_use_strict_http_only_cookies_and_origin_checks() {
         "{csp}"
     );
 
+    // A login form posted without its token, with another form's token, or without the
+    // binding cookie is refused before the password is even looked at.
+    let (cookie, csrf) = login_form(&server, &http).await;
+    let (_, other_csrf) = login_form(&server, &http).await;
+    for (cookie, token) in [
+        (Some(cookie.as_str()), None),
+        (Some(cookie.as_str()), Some(other_csrf.as_str())),
+        (None, Some(csrf.as_str())),
+    ] {
+        let mut form = vec![("username", "admin"), ("password", ADMIN_PASSWORD)];
+        form.extend(token.map(|t| ("csrf", t)));
+        let mut request = http.post(format!("{}/login", server.url)).form(&form);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        let refused = request.send().await.unwrap();
+        assert_eq!(
+            refused.status(),
+            StatusCode::FORBIDDEN,
+            "{cookie:?} {token:?}"
+        );
+        assert!(refused.text().await.unwrap().contains("csrf"));
+    }
+
     let wrong = http
         .post(format!("{}/login", server.url))
-        .form(&[("username", "admin"), ("password", "wrong")])
+        .header("cookie", &cookie)
+        .form(&[
+            ("username", "admin"),
+            ("password", "wrong"),
+            ("csrf", &csrf),
+        ])
         .send()
         .await
         .unwrap();
@@ -108,11 +167,13 @@ async fn sessions_use_strict_http_only_cookies_and_origin_checks() {
         .await
         .unwrap();
     assert_eq!(home.status(), StatusCode::OK);
+    let page_csrf = csrf_of(&home.text().await.unwrap());
     let admin = server.admin().await;
     let vm = running_vm(&admin, "web").await;
     let ticket_url = format!("{}/api/v1/vms/{}/console", server.url, vm.id);
     let body = serde_json::json!({ "kind": "serial" });
-    let post = |origin: Option<&str>| {
+    let own = server.url.trim_end_matches('/').to_owned();
+    let post = |origin: Option<&str>, csrf: Option<&str>| {
         let mut request = http
             .post(&ticket_url)
             .header("cookie", &session)
@@ -120,18 +181,28 @@ async fn sessions_use_strict_http_only_cookies_and_origin_checks() {
         if let Some(origin) = origin {
             request = request.header(ORIGIN, origin);
         }
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
         request.send()
     };
+    let status = |r: reqwest::Result<reqwest::Response>| r.unwrap().status();
     assert_eq!(
-        post(Some("https://evil.example")).await.unwrap().status(),
+        status(post(Some("https://evil.example"), Some(&page_csrf)).await),
         StatusCode::FORBIDDEN
     );
-    assert_eq!(post(None).await.unwrap().status(), StatusCode::FORBIDDEN);
     assert_eq!(
-        post(Some(server.url.trim_end_matches('/')))
-            .await
-            .unwrap()
-            .status(),
+        status(post(None, Some(&page_csrf)).await),
+        StatusCode::FORBIDDEN
+    );
+    // porthole's own Origin is not enough: the page's token must come too.
+    assert_eq!(status(post(Some(&own), None).await), StatusCode::FORBIDDEN);
+    assert_eq!(
+        status(post(Some(&own), Some(&other_csrf)).await),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(post(Some(&own), Some(&page_csrf)).await),
         StatusCode::OK
     );
     // Bearer tokens are not ambient, so they need no Origin.
@@ -140,15 +211,16 @@ async fn sessions_use_strict_http_only_cookies_and_origin_checks() {
         .await
         .unwrap();
 
-    // Logging out ends the session.
-    let logout = http
-        .post(format!("{}/logout", server.url))
-        .header("cookie", &session)
-        .header(ORIGIN, server.url.trim_end_matches('/'))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    // Logging out ends the session; the form must carry its token.
+    let logout = |csrf: &str| {
+        http.post(format!("{}/logout", server.url))
+            .header("cookie", &session)
+            .header(ORIGIN, &own)
+            .form(&[("csrf", csrf)])
+            .send()
+    };
+    assert_eq!(status(logout("").await), StatusCode::FORBIDDEN);
+    assert_eq!(status(logout(&page_csrf).await), StatusCode::SEE_OTHER);
     let after = http
         .get(format!("{}/vms", server.url))
         .header("cookie", &session)

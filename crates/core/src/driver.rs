@@ -18,8 +18,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::cloud_init::CloudInit;
 use crate::ids::{IsoId, TemplateId, VmId};
-use crate::spec::{Resources, VmName};
+use crate::snapshot::{Snapshot, SnapshotName};
+use crate::spec::{Resources, SpecError, VmName};
 
 /// What the hypervisor says about a VM's process.
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
@@ -66,7 +68,12 @@ impl DiskFormat {
 
 /// Everything a driver needs to bring a VM into existence. The driver keeps what it needs
 /// of it, so later calls take only the VM's id.
+///
+/// Fields added after the first release have defaults, so definitions stored by older
+/// versions still load: no cloud-init data, no extra CD-ROM, and the boot order
+/// [`BootMedia::default_boot_order`] gives.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredDefinition")]
 pub struct VmDefinition {
     /// The VM's id, stable for its whole life.
     pub id: VmId,
@@ -76,6 +83,61 @@ pub struct VmDefinition {
     pub resources: Resources,
     /// What it boots from.
     pub boot: BootMedia,
+    /// First-boot configuration handed to the guest (a NoCloud seed for cloud-init), for VMs
+    /// made from cloud images. Validate it with [`CloudInit::validate`].
+    pub cloud_init: Option<CloudInit>,
+    /// An ISO image in the VM's CD-ROM drive, such as an installer for a VM made from a
+    /// template. For a [`BootMedia::Iso`] VM, `None` leaves its installer ISO in the drive.
+    pub cdrom: Option<PathBuf>,
+    /// Whether the disk or the CD-ROM boots first; see [`BootOrder`].
+    pub boot_order: BootOrder,
+}
+
+/// [`VmDefinition`] as stored, where later fields may be missing.
+#[derive(Deserialize)]
+struct StoredDefinition {
+    id: VmId,
+    name: VmName,
+    resources: Resources,
+    boot: BootMedia,
+    #[serde(default)]
+    cloud_init: Option<CloudInit>,
+    #[serde(default)]
+    cdrom: Option<PathBuf>,
+    #[serde(default)]
+    boot_order: Option<BootOrder>,
+}
+
+impl From<StoredDefinition> for VmDefinition {
+    fn from(stored: StoredDefinition) -> Self {
+        let boot_order = stored
+            .boot_order
+            .unwrap_or_else(|| stored.boot.default_boot_order());
+        VmDefinition {
+            id: stored.id,
+            name: stored.name,
+            resources: stored.resources,
+            boot: stored.boot,
+            cloud_init: stored.cloud_init,
+            cdrom: stored.cdrom,
+            boot_order,
+        }
+    }
+}
+
+/// Which of a VM's boot devices the firmware tries first. If the first has nothing bootable
+/// (a blank disk, an empty drive), the firmware goes on to the other.
+///
+/// A template with a kernel for direct boot ignores it: the kernel always boots first.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BootOrder {
+    /// The main disk, then the CD-ROM.
+    #[default]
+    Disk,
+    /// The CD-ROM, then the main disk.
+    Cdrom,
 }
 
 /// What a VM boots from.
@@ -105,6 +167,17 @@ pub enum BootMedia {
         /// The ISO image file.
         path: PathBuf,
     },
+}
+
+impl BootMedia {
+    /// The boot order a VM made from these media starts with: the CD-ROM for an installer
+    /// ISO, the disk for a template.
+    pub fn default_boot_order(&self) -> BootOrder {
+        match self {
+            BootMedia::Template { .. } => BootOrder::Disk,
+            BootMedia::Iso { .. } => BootOrder::Cdrom,
+        }
+    }
 }
 
 /// Which console of a VM.
@@ -225,6 +298,25 @@ pub enum DriverError {
     /// The node cannot be reached.
     #[error("node unreachable: {0}")]
     Unreachable(String),
+    /// A definition or argument broke a rule; the [`SpecError`] names the field.
+    #[error("invalid request: {0}")]
+    Invalid(SpecError),
+    /// The request conflicts with the VM as it is now, e.g. a snapshot name that is taken.
+    #[error("{operation} refused: {reason}")]
+    Conflict {
+        /// What was attempted, e.g. "snapshot rollback".
+        operation: &'static str,
+        /// Why, and what to do instead.
+        reason: String,
+    },
+    /// The VM has no snapshot with this name.
+    #[error("VM {vm} has no snapshot named {name:?}")]
+    SnapshotNotFound {
+        /// The VM.
+        vm: VmId,
+        /// The name asked for.
+        name: String,
+    },
     /// A local file operation failed.
     #[error("{context}")]
     Io {
@@ -234,6 +326,12 @@ pub enum DriverError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<SpecError> for DriverError {
+    fn from(error: SpecError) -> Self {
+        DriverError::Invalid(error)
+    }
 }
 
 impl DriverError {
@@ -313,5 +411,102 @@ pub trait Driver: Send + Sync + fmt::Debug {
     async fn console_output(&self, vm: VmId) -> Result<Vec<u8>, DriverError> {
         let _ = vm;
         Err(DriverError::Unsupported("serial console output"))
+    }
+
+    /// Changes the VM's CD-ROM (`None` empties it; see [`VmDefinition::cdrom`]) and boot
+    /// order. Takes effect at the next start, whether the VM runs now or not.
+    async fn set_boot_media(
+        &self,
+        vm: VmId,
+        cdrom: Option<PathBuf>,
+        order: BootOrder,
+    ) -> Result<(), DriverError> {
+        let _ = (vm, cdrom, order);
+        Err(DriverError::Unsupported("changing boot media"))
+    }
+
+    /// Takes a snapshot of the VM's main disk; of a running (or suspended) VM, with its
+    /// memory and device state too. A name that is taken is a [`DriverError::Conflict`].
+    async fn snapshot_create(&self, vm: VmId, name: &SnapshotName) -> Result<(), DriverError> {
+        let _ = (vm, name);
+        Err(DriverError::Unsupported("snapshots"))
+    }
+
+    /// The VM's snapshots, oldest first.
+    async fn snapshots(&self, vm: VmId) -> Result<Vec<Snapshot>, DriverError> {
+        let _ = vm;
+        Err(DriverError::Unsupported("snapshots"))
+    }
+
+    /// Puts the VM back to snapshot `name`. A running VM resumes from the snapshot's memory,
+    /// so it must [include it](Snapshot::includes_ram), else this is a
+    /// [`DriverError::Conflict`] and the caller stops the VM first; a stopped VM gets the
+    /// snapshot's disk and boots from it at the next start.
+    async fn snapshot_rollback(&self, vm: VmId, name: &SnapshotName) -> Result<(), DriverError> {
+        let _ = (vm, name);
+        Err(DriverError::Unsupported("snapshots"))
+    }
+
+    /// Deletes snapshot `name`, running or not.
+    async fn snapshot_delete(&self, vm: VmId, name: &SnapshotName) -> Result<(), DriverError> {
+        let _ = (vm, name);
+        Err(DriverError::Unsupported("snapshots"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `vm.json` written before cloud-init, CD-ROMs and boot orders existed.
+    fn stored(boot: &str) -> String {
+        format!(
+            r#"{{"id": "9b2c3a1e-8a8e-4a36-9d1f-2b1c1c1d1e1f", "name": "old",
+                "resources": {{"cores": 1, "memory_mib": 256, "disk_gib": 1}}, "boot": {boot}}}"#
+        )
+    }
+
+    #[test]
+    fn old_definitions_load_with_the_media_default_boot_order() {
+        let template = stored(
+            r#"{"kind": "template", "id": "0b2c3a1e-8a8e-4a36-9d1f-2b1c1c1d1e1f",
+                "disk": "/t/disk", "format": "qcow2", "kernel": null, "initrd": null,
+                "cmdline": null}"#,
+        );
+        let def: VmDefinition = serde_json::from_str(&template).unwrap();
+        assert_eq!(def.boot_order, BootOrder::Disk);
+        assert_eq!((def.cloud_init, def.cdrom), (None, None));
+
+        let iso = stored(
+            r#"{"kind": "iso", "id": "1b2c3a1e-8a8e-4a36-9d1f-2b1c1c1d1e1f", "path": "/i.iso"}"#,
+        );
+        let def: VmDefinition = serde_json::from_str(&iso).unwrap();
+        assert_eq!(def.boot_order, BootOrder::Cdrom);
+
+        // What is stored explicitly wins, and a round trip keeps everything.
+        let mut def = def;
+        def.boot_order = BootOrder::Disk;
+        def.cdrom = Some("/other.iso".into());
+        def.cloud_init = Some(CloudInit {
+            hostname: "h".into(),
+            user: "u".into(),
+            password_hash: String::new(),
+            ssh_keys: vec!["k".into()],
+        });
+        let text = serde_json::to_string(&def).unwrap();
+        assert!(text.contains(r#""boot_order":"disk""#), "{text}");
+        assert_eq!(serde_json::from_str::<VmDefinition>(&text).unwrap(), def);
+    }
+
+    #[test]
+    fn new_errors_say_what_to_do() {
+        let err = DriverError::from(SpecError::new("snapshot", "bad"));
+        assert_eq!(err.to_string(), "invalid request: snapshot: bad");
+        assert!(!err.is_retryable());
+        let err = DriverError::SnapshotNotFound {
+            vm: VmId::random(),
+            name: "x".into(),
+        };
+        assert!(err.to_string().ends_with("has no snapshot named \"x\""));
     }
 }

@@ -73,3 +73,15 @@ typed_id!(
     /// Identifies a console target that is not a porthole VM, such as a BMC.
     ExternalConsoleId
 );
+typed_id!(
+    /// Identifies a group of users.
+    GroupId
+);
+typed_id!(
+    /// Identifies an SSH public key on a user's profile.
+    SshKeyId
+);
+typed_id!(
+    /// Identifies an audit record.
+    AuditId
+);

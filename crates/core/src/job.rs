@@ -38,11 +38,20 @@ pub enum JobKind {
     /// Remove the VM and its files.
     #[serde(rename = "vm.delete")]
     DeleteVm,
+    /// Take a snapshot.
+    #[serde(rename = "vm.snapshot")]
+    SnapshotVm,
+    /// Go back to a snapshot.
+    #[serde(rename = "vm.rollback")]
+    RollbackVm,
+    /// Remove a snapshot.
+    #[serde(rename = "vm.delete_snapshot")]
+    DeleteSnapshot,
 }
 
 impl JobKind {
     /// Every kind.
-    pub const ALL: [JobKind; 8] = [
+    pub const ALL: [JobKind; 11] = [
         JobKind::CreateVm,
         JobKind::StartVm,
         JobKind::StopVm,
@@ -51,6 +60,9 @@ impl JobKind {
         JobKind::SuspendVm,
         JobKind::ResumeVm,
         JobKind::DeleteVm,
+        JobKind::SnapshotVm,
+        JobKind::RollbackVm,
+        JobKind::DeleteSnapshot,
     ];
 
     /// The kind's name on the wire and in the database.
@@ -64,6 +76,9 @@ impl JobKind {
             JobKind::SuspendVm => "vm.suspend",
             JobKind::ResumeVm => "vm.resume",
             JobKind::DeleteVm => "vm.delete",
+            JobKind::SnapshotVm => "vm.snapshot",
+            JobKind::RollbackVm => "vm.rollback",
+            JobKind::DeleteSnapshot => "vm.delete_snapshot",
         }
     }
 
@@ -82,6 +97,9 @@ impl JobKind {
             Action::Suspend => JobKind::SuspendVm,
             Action::Resume => JobKind::ResumeVm,
             Action::Delete => JobKind::DeleteVm,
+            Action::Snapshot => JobKind::SnapshotVm,
+            Action::Rollback => JobKind::RollbackVm,
+            Action::DeleteSnapshot => JobKind::DeleteSnapshot,
             Action::Reconfigure | Action::GrowDisk => return None,
         })
     }
@@ -97,6 +115,9 @@ impl JobKind {
             JobKind::SuspendVm => Action::Suspend,
             JobKind::ResumeVm => Action::Resume,
             JobKind::DeleteVm => Action::Delete,
+            JobKind::SnapshotVm => Action::Snapshot,
+            JobKind::RollbackVm => Action::Rollback,
+            JobKind::DeleteSnapshot => Action::DeleteSnapshot,
         })
     }
 }

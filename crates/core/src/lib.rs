@@ -5,19 +5,27 @@
 //! and the [`driver::Driver`] trait that every hypervisor backend implements. It performs no
 //! I/O, so its rules can be tested exhaustively and reused by the plane, drivers and agents.
 
+pub mod cloud_init;
 pub mod driver;
 pub mod ids;
 pub mod job;
+pub mod quota;
+pub mod snapshot;
 pub mod spec;
 pub mod state;
 pub mod user;
 
+pub use cloud_init::CloudInit;
 pub use driver::{
-    BootMedia, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PowerState, Progress,
+    BootMedia, BootOrder, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PowerState, Progress,
     SharedConsole, VmDefinition,
 };
-pub use ids::{ExternalConsoleId, IsoId, JobId, TemplateId, UserId, VmId};
+pub use ids::{
+    AuditId, ExternalConsoleId, GroupId, IsoId, JobId, SshKeyId, TemplateId, UserId, VmId,
+};
 pub use job::{JobKind, JobState};
+pub use quota::{LimitOverrides, Limits, QuotaExceeded, Usage};
+pub use snapshot::{Snapshot, SnapshotName};
 pub use spec::{Resources, SpecError, VmName};
 pub use state::{Action, IllegalTransition, VmState};
 pub use user::Role;

@@ -61,11 +61,17 @@ pub enum Action {
     Reconfigure,
     /// Grow the main disk; works while the guest runs.
     GrowDisk,
+    /// Take a snapshot, with the guest's memory if it runs.
+    Snapshot,
+    /// Go back to a snapshot.
+    Rollback,
+    /// Remove a snapshot.
+    DeleteSnapshot,
 }
 
 impl Action {
     /// Every action, for exhaustive tests and documentation.
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 12] = [
         Action::Start,
         Action::Stop,
         Action::Shutdown,
@@ -75,6 +81,9 @@ impl Action {
         Action::Delete,
         Action::Reconfigure,
         Action::GrowDisk,
+        Action::Snapshot,
+        Action::Rollback,
+        Action::DeleteSnapshot,
     ];
 
     /// The action's name on the wire and in messages.
@@ -89,6 +98,9 @@ impl Action {
             Action::Delete => "delete",
             Action::Reconfigure => "reconfigure",
             Action::GrowDisk => "grow the disk of",
+            Action::Snapshot => "snapshot",
+            Action::Rollback => "roll back",
+            Action::DeleteSnapshot => "delete a snapshot of",
         }
     }
 }
@@ -135,6 +147,8 @@ impl VmState {
             (S::Stopped | S::Running | S::Paused, A::Delete) => S::Deleting,
             (S::Stopped, A::Reconfigure) => S::Stopped,
             (s @ (S::Stopped | S::Running | S::Paused), A::GrowDisk) => s,
+            (s @ (S::Stopped | S::Running | S::Paused), A::Snapshot | A::DeleteSnapshot) => s,
+            (s @ (S::Stopped | S::Running), A::Rollback) => s,
             (state, action) => return Err(IllegalTransition { state, action }),
         };
         Ok(next)
@@ -244,7 +258,15 @@ mod tests {
         use Action as A;
         assert_eq!(
             allowed(VmState::Stopped),
-            [A::Start, A::Delete, A::Reconfigure, A::GrowDisk]
+            [
+                A::Start,
+                A::Delete,
+                A::Reconfigure,
+                A::GrowDisk,
+                A::Snapshot,
+                A::Rollback,
+                A::DeleteSnapshot
+            ]
         );
         assert_eq!(
             allowed(VmState::Running),
@@ -254,12 +276,22 @@ mod tests {
                 A::Reset,
                 A::Suspend,
                 A::Delete,
-                A::GrowDisk
+                A::GrowDisk,
+                A::Snapshot,
+                A::Rollback,
+                A::DeleteSnapshot
             ]
         );
         assert_eq!(
             allowed(VmState::Paused),
-            [A::Stop, A::Resume, A::Delete, A::GrowDisk]
+            [
+                A::Stop,
+                A::Resume,
+                A::Delete,
+                A::GrowDisk,
+                A::Snapshot,
+                A::DeleteSnapshot
+            ]
         );
     }
 }

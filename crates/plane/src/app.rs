@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use porthole_core::driver::Driver;
-use porthole_core::{UserId, VmId};
+use porthole_core::{Limits, UserId, VmId};
 use porthole_gateway::{GatewayMetrics, SessionLimiter, SessionPolicy, ticket};
 use porthole_qemu::Accel;
 use porthole_store::Store;
@@ -19,7 +19,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
+use crate::services::auth::LoginThrottle;
+use crate::services::expiry::ExpirySettings;
 use crate::services::images::ImageLibrary;
+use crate::services::mail::Mailer;
 use crate::services::secrets::SecretBox;
 
 /// How guests should execute.
@@ -54,6 +57,47 @@ pub struct PlaneConfig {
     pub admin_password: Option<String>,
     /// Console session limits.
     pub consoles: ConsoleSettings,
+    /// Self-service rules: default limits, VM lifetime, login lockout.
+    pub portal: PortalSettings,
+    /// Read the time from this file instead of the system clock (for testing expiry).
+    pub clock_file: Option<PathBuf>,
+}
+
+/// The rules of self-service.
+#[derive(Clone, Debug)]
+pub struct PortalSettings {
+    /// Limits for users with no override of their own or from a group.
+    pub default_limits: Limits,
+    /// How long a new or renewed VM lives.
+    pub vm_lifetime: Duration,
+    /// Wrong passwords in a row that lock an account.
+    pub max_login_failures: u64,
+    /// How long a locked account refuses logins.
+    pub lockout: Duration,
+    /// Login attempts one address may make per minute, whatever the account.
+    pub logins_per_minute_per_address: u32,
+    /// Reminders, grace period and sweeps.
+    pub expiry: ExpirySettings,
+    /// The mail server, as a URL, and the sender; no mail is sent without one.
+    pub smtp: Option<(String, String)>,
+}
+
+impl Default for PortalSettings {
+    fn default() -> Self {
+        Self {
+            default_limits: Limits {
+                cores: 4,
+                memory_mib: 8192,
+                disk_gib: 100,
+            },
+            vm_lifetime: Duration::from_secs(90 * 86_400),
+            max_login_failures: 5,
+            lockout: Duration::from_secs(15 * 60),
+            logins_per_minute_per_address: 30,
+            expiry: ExpirySettings::default(),
+            smtp: None,
+        }
+    }
 }
 
 /// Limits on console tickets and sessions.
@@ -85,6 +129,29 @@ pub trait Clock: Send + Sync + fmt::Debug {
     /// Now, in unix milliseconds, as the store keeps time.
     fn now_millis(&self) -> i64 {
         self.now().timestamp_millis()
+    }
+}
+
+/// A clock that reads the time from a file, for testing expiry: the file holds an RFC 3339
+/// time. Used only with `serve --clock-file`.
+#[derive(Debug, Clone)]
+pub struct FileClock {
+    path: PathBuf,
+}
+
+impl FileClock {
+    /// A clock reading `path`.
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+}
+
+impl Clock for FileClock {
+    fn now(&self) -> DateTime<Utc> {
+        std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|text| DateTime::parse_from_rfc3339(text.trim()).ok())
+            .map_or_else(Utc::now, |t| t.with_timezone(&Utc))
     }
 }
 
@@ -159,6 +226,10 @@ pub struct App {
     pub consoles: ConsoleState,
     /// Every metric /metrics exports.
     pub metrics: Registry,
+    /// Login attempts per address.
+    pub login_throttle: LoginThrottle,
+    /// Sends expiry reminders and summaries, if a mail server is configured.
+    pub mailer: Option<Mailer>,
 }
 
 /// The console gateway's live state.

@@ -7,6 +7,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use porthole_api::{ErrorBody, ErrorDetail};
+use porthole_core::QuotaExceeded;
 use porthole_core::driver::DriverError;
 use porthole_core::spec::SpecError;
 use porthole_core::state::IllegalTransition;
@@ -50,6 +51,12 @@ pub enum ApiError {
     /// A console connection was refused before anything was relayed.
     #[error("{}", .0.message())]
     ConsoleRejected(Rejection),
+    /// The request would take a user over a limit.
+    #[error("{0}")]
+    QuotaExceeded(#[from] QuotaExceeded),
+    /// Too many attempts; the message says when to try again.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// A dependency is unavailable; retrying later may work.
     #[error("{0}")]
     Unavailable(String),
@@ -113,6 +120,14 @@ impl ApiError {
                 };
                 (status, "console_rejected", None)
             }
+            ApiError::QuotaExceeded(e) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "quota_exceeded",
+                Some(e.field.to_owned()),
+            ),
+            ApiError::TooManyRequests(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_requests", None)
+            }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }
@@ -153,6 +168,7 @@ impl From<StoreError> for ApiError {
                 None,
                 format!("{what} changed while this request ran; look at it again and retry"),
             ),
+            StoreError::Quota(exceeded) => ApiError::QuotaExceeded(exceeded),
             StoreError::InUse(what) => {
                 ApiError::conflict(None, format!("{what} is still in use by VMs"))
             }
@@ -173,6 +189,9 @@ impl From<DriverError> for ApiError {
             DriverError::NotFound(id) => {
                 ApiError::NotFound(format!("VM {id} does not exist on its node"))
             }
+            DriverError::Invalid(e) => ApiError::Invalid(e),
+            e @ DriverError::Conflict { .. } => ApiError::conflict(None, e.to_string()),
+            e @ DriverError::SnapshotNotFound { .. } => ApiError::NotFound(e.to_string()),
             other => ApiError::internal(other),
         }
     }

@@ -6,7 +6,9 @@
 //! `Origin` is porthole's own ([`check_origin`]); bearer tokens are never ambient and need no
 //! such check.
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, ORIGIN};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
@@ -15,6 +17,7 @@ use porthole_store::users::UserRecord;
 use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
+use crate::controllers::csrf;
 use crate::error::ApiError;
 use crate::services::auth;
 
@@ -173,6 +176,8 @@ pub struct Caller {
     pub user: UserRecord,
     /// The hash of the token they presented, for logout.
     pub token_hash: String,
+    /// Where the request came from.
+    pub remote: Option<SocketAddr>,
 }
 
 impl Caller {
@@ -198,6 +203,7 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let remote = remote_addr(parts);
         if let Some(header) = parts.headers.get(AUTHORIZATION) {
             let token = header
                 .to_str()
@@ -208,7 +214,7 @@ impl FromRequestParts<AppState> for Caller {
                 .ok_or_else(|| {
                     ApiError::Unauthorized("the Authorization header must be `Bearer TOKEN`".into())
                 })?;
-            return authenticate(state, token).await;
+            return authenticate(state, token, remote).await;
         }
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(ApiError::Unauthorized(
@@ -225,12 +231,37 @@ impl FromRequestParts<AppState> for Caller {
                 "a request signed in by cookie must come from porthole's own pages (Origin check failed)".into(),
             ));
         }
-        authenticate(state, token).await
+        let caller = authenticate(state, token, remote).await?;
+        // Scripts on porthole's pages send the page's CSRF token; web forms carry it in their
+        // body and are checked by their own extractor (controllers::csrf::CsrfForm).
+        if changes_state && parts.uri.path().starts_with("/api/") {
+            let presented = parts
+                .headers
+                .get(csrf::HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if !csrf::session_token_matches(state, &caller, presented) {
+                return Err(csrf::refused());
+            }
+        }
+        Ok(caller)
     }
 }
 
+/// The client's address, as the listener saw it.
+pub fn remote_addr(parts: &Parts) -> Option<SocketAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0)
+}
+
 /// The user whose token is `token`.
-pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+pub async fn authenticate(
+    state: &AppState,
+    token: &str,
+    remote: Option<SocketAddr>,
+) -> Result<Caller, ApiError> {
     let token_hash = auth::token_hash(token);
     let user = state
         .store
@@ -239,7 +270,11 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiEr
         .ok_or_else(|| {
             ApiError::Unauthorized("the token is unknown or expired; log in again".into())
         })?;
-    Ok(Caller { user, token_hash })
+    Ok(Caller {
+        user,
+        token_hash,
+        remote,
+    })
 }
 
 #[cfg(test)]

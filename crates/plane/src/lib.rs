@@ -35,13 +35,15 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use app::{AccelSetting, ConsoleSettings, PlaneConfig};
-use app::{App, AppState, ConsoleState, Nodes, SystemClock};
+pub use app::{AccelSetting, ConsoleSettings, PlaneConfig, PortalSettings};
+use app::{App, AppState, Clock, ConsoleState, FileClock, Nodes, SystemClock};
 use error::chain;
 use porthole_gateway::GatewayMetrics;
 use prometheus_client::registry::Registry;
+pub use services::expiry::ExpirySettings;
+use services::mail::Mailer;
 use services::secrets::SecretBox;
-use services::{auth, images, jobs, reconcile};
+use services::{auth, expiry, images, jobs, reconcile};
 
 /// A plane that is open and ready to serve.
 #[derive(Debug)]
@@ -103,18 +105,34 @@ impl Plane {
         let mut metrics = Registry::default();
         gateway_metrics.register(&mut metrics);
         let consoles = ConsoleState::new(&config.consoles, gateway_metrics);
+        let clock: Arc<dyn Clock> = match &config.clock_file {
+            Some(path) => {
+                tracing::warn!(file = %path.display(), "reading the time from a file (--clock-file): for testing only");
+                Arc::new(FileClock::new(path.clone()))
+            }
+            None => Arc::new(SystemClock),
+        };
+        let mailer = match &config.portal.smtp {
+            Some((url, from)) => Some(Mailer::new(url, from)?),
+            None => {
+                tracing::info!("no --smtp-url: expiry reminders are recorded but not mailed");
+                None
+            }
+        };
         let config = PlaneConfig { data_dir, ..config };
         let app = AppState(Arc::new(App {
             config,
             store,
             nodes: Nodes::local(Arc::new(qemu)),
             images,
-            clock: Arc::new(SystemClock),
+            clock,
             accel,
             job_queued: Notify::new(),
             secrets,
             consoles,
             metrics,
+            login_throttle: Default::default(),
+            mailer,
         }));
 
         let generated_admin_password = auth::ensure_admin(&app)
@@ -175,6 +193,7 @@ impl Plane {
         let stop = CancellationToken::new();
         let workers = tokio::spawn(jobs::run_workers(self.app.clone(), stop.clone()));
         let reconciler = tokio::spawn(reconcile::run(self.app.clone(), stop.clone()));
+        let expiry = tokio::spawn(expiry::run(self.app.clone(), stop.clone()));
         tracing::info!(address = %self.listener.local_addr()?, "porthole is serving");
         let sessions = self.app.consoles.shutdown.clone();
         let service =
@@ -192,7 +211,7 @@ impl Plane {
             })
             .await;
         stop.cancel();
-        let _ = tokio::join!(workers, reconciler);
+        let _ = tokio::join!(workers, reconciler, expiry);
         self.app.store.close().await;
         result.context("serving HTTP")
     }

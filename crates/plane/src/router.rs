@@ -6,7 +6,9 @@ use axum::routing::{delete, get, post, put};
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
-use crate::controllers::{assets, consoles, health, images, jobs, session, users, vms, web};
+use crate::controllers::{
+    admin, assets, consoles, health, images, jobs, portal, session, users, vms, web,
+};
 use crate::error::ApiError;
 use crate::extract::MAX_JSON_BODY;
 
@@ -18,14 +20,62 @@ pub fn router(app: AppState) -> Router {
         .route("/api/v1/openapi.json", get(health::openapi))
         .route("/api/v1/login", post(session::login))
         .route("/api/v1/logout", post(session::logout))
-        .route("/api/v1/users", post(users::create))
+        .route("/api/v1/users", get(users::list).post(users::create))
         .route("/api/v1/users/me", get(users::me))
-        .route("/api/v1/templates/{name}", delete(images::delete_template))
-        .route("/api/v1/isos/{name}", delete(images::delete_iso))
+        .route(
+            "/api/v1/users/me/ssh-keys",
+            get(users::ssh_keys).post(users::add_ssh_key),
+        )
+        .route(
+            "/api/v1/users/me/ssh-keys/{id}",
+            delete(users::delete_ssh_key),
+        )
+        .route(
+            "/api/v1/users/me/tokens",
+            get(users::tokens).post(users::create_token),
+        )
+        .route("/api/v1/users/me/tokens/{id}", delete(users::revoke_token))
+        .route(
+            "/api/v1/users/{username}",
+            get(users::show).patch(users::update),
+        )
+        .route("/api/v1/users/{username}/limits", put(users::set_limits))
+        .route(
+            "/api/v1/groups",
+            get(users::groups).post(users::create_group),
+        )
+        .route("/api/v1/groups/{name}", delete(users::delete_group))
+        .route("/api/v1/groups/{name}/limits", put(users::set_group_limits))
+        .route(
+            "/api/v1/groups/{name}/members/{username}",
+            put(users::add_member).delete(users::remove_member),
+        )
+        .route("/api/v1/audit", get(users::audit_log))
+        .route(
+            "/api/v1/templates/{name}",
+            delete(images::delete_template).patch(images::approve_template),
+        )
+        .route(
+            "/api/v1/isos/{name}",
+            delete(images::delete_iso).patch(images::approve_iso),
+        )
         .route("/api/v1/vms", get(vms::list).post(vms::create))
         .route(
             "/api/v1/vms/{id}",
             get(vms::show).patch(vms::update).delete(vms::delete),
+        )
+        .route("/api/v1/vms/{id}/actions/renew", post(vms::renew))
+        .route(
+            "/api/v1/vms/{id}/snapshots",
+            get(vms::snapshots).post(vms::create_snapshot),
+        )
+        .route(
+            "/api/v1/vms/{id}/snapshots/{name}",
+            delete(vms::delete_snapshot),
+        )
+        .route(
+            "/api/v1/vms/{id}/snapshots/{name}/rollback",
+            post(vms::rollback_snapshot),
         )
         .route("/api/v1/vms/{id}/actions/{action}", post(vms::action))
         .route("/api/v1/vms/{id}/console-output", get(vms::console_output))
@@ -62,8 +112,41 @@ pub fn router(app: AppState) -> Router {
         .route("/", get(web::root))
         .route("/login", get(web::login_page).post(web::login))
         .route("/logout", post(web::logout))
-        .route("/vms", get(web::home))
-        .route("/vms/{id}", get(web::vm))
+        .route("/vms", get(portal::home))
+        .route("/vms/new", get(portal::new_vm).post(portal::create))
+        .route("/vms/{id}", get(portal::vm))
+        .route("/vms/{id}/action", post(portal::action))
+        .route("/vms/{id}/renew", post(portal::renew))
+        .route("/vms/{id}/edit", post(portal::edit))
+        .route("/vms/{id}/exempt", post(portal::exempt))
+        .route("/vms/{id}/delete", post(portal::delete))
+        .route("/vms/{id}/snapshots", post(portal::snapshot))
+        .route(
+            "/vms/{id}/snapshots/{name}/rollback",
+            post(portal::rollback),
+        )
+        .route(
+            "/vms/{id}/snapshots/{name}/delete",
+            post(portal::delete_snapshot),
+        )
+        .route("/profile", get(portal::profile))
+        .route("/profile/ssh-keys", post(portal::add_key))
+        .route("/profile/ssh-keys/{id}/delete", post(portal::delete_key))
+        .route("/profile/tokens", post(portal::create_token))
+        .route("/profile/tokens/{id}/revoke", post(portal::revoke_token))
+        .route("/admin", get(admin::overview))
+        .route(
+            "/admin/users",
+            get(admin::users_page).post(admin::create_user),
+        )
+        .route("/admin/users/{name}/limits", post(admin::user_limits))
+        .route("/admin/users/{name}/unlock", post(admin::unlock_user))
+        .route("/admin/groups", post(admin::create_group))
+        .route("/admin/groups/{name}/limits", post(admin::group_limits))
+        .route("/admin/groups/{name}/members", post(admin::group_member))
+        .route("/admin/images", get(admin::images_page))
+        .route("/admin/{kind}/{name}/approve", post(admin::approve))
+        .route("/admin/audit", get(admin::audit))
         .route("/vms/{id}/console/{kind}", get(web::vm_console))
         .route(
             "/external-consoles/{id}/console/{kind}",

@@ -494,14 +494,7 @@ mod tests {
     use porthole_core::{Role, VmId};
 
     async fn user(store: &Store, name: &str) -> UserRecord {
-        let user = UserRecord {
-            id: UserId::random(),
-            username: name.into(),
-            password_hash: "x".into(),
-            role: Role::Member,
-            email: None,
-            created_at: 0,
-        };
+        let user = crate::users::tests::user(name, Role::Member);
         store.insert_user(&user).await.unwrap();
         user
     }

@@ -26,6 +26,9 @@ pub enum StoreError {
     /// A row holds a value this version of porthole cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The write would take a user over a limit.
+    #[error(transparent)]
+    Quota(porthole_core::QuotaExceeded),
     /// The database failed.
     #[error("database error")]
     Database(#[source] sqlx::Error),

@@ -32,12 +32,14 @@ pub struct TemplateRecord {
     pub cmdline: Option<String>,
     /// When it was imported.
     pub created_at: Millis,
+    /// Whether members may use it.
+    pub approved: bool,
 }
 
 macro_rules! template_columns {
     () => {
         "id, name, disk_format, virtual_size, file_size, sha256, kernel_sha256, initrd_sha256, \
-         cmdline, created_at"
+         cmdline, created_at, approved"
     };
 }
 
@@ -54,6 +56,7 @@ impl TemplateRecord {
             initrd_sha256: row.try_get("initrd_sha256")?,
             cmdline: row.try_get("cmdline")?,
             created_at: row.try_get("created_at")?,
+            approved: row.try_get::<i64, _>("approved")? != 0,
         })
     }
 }
@@ -71,6 +74,8 @@ pub struct IsoRecord {
     pub sha256: String,
     /// When it was imported.
     pub created_at: Millis,
+    /// Whether members may use it.
+    pub approved: bool,
 }
 
 impl IsoRecord {
@@ -81,6 +86,7 @@ impl IsoRecord {
             file_size: count_column(row, "file_size")?,
             sha256: row.try_get("sha256")?,
             created_at: row.try_get("created_at")?,
+            approved: row.try_get::<i64, _>("approved")? != 0,
         })
     }
 }
@@ -91,7 +97,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO templates (",
             template_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
         .bind(t.id.to_string())
         .bind(&t.name)
@@ -103,6 +109,7 @@ impl Store {
         .bind(&t.initrd_sha256)
         .bind(&t.cmdline)
         .bind(t.created_at)
+        .bind(i64::from(t.approved))
         .execute(&self.pool)
         .await
         .map_err(taken_as("name"))?;
@@ -153,6 +160,32 @@ impl Store {
         .transpose()
     }
 
+    /// Lets members use template `id`, or stops them.
+    pub async fn set_template_approved(
+        &self,
+        id: TemplateId,
+        approved: bool,
+    ) -> Result<(), StoreError> {
+        set_approved(
+            self,
+            "UPDATE templates SET approved = $1 WHERE id = $2",
+            id.to_string(),
+            approved,
+        )
+        .await
+    }
+
+    /// Lets members use ISO `id`, or stops them.
+    pub async fn set_iso_approved(&self, id: IsoId, approved: bool) -> Result<(), StoreError> {
+        set_approved(
+            self,
+            "UPDATE isos SET approved = $1 WHERE id = $2",
+            id.to_string(),
+            approved,
+        )
+        .await
+    }
+
     /// Removes a template no VM uses; one that is used is [`StoreError::InUse`].
     pub async fn delete_template(&self, id: TemplateId) -> Result<(), StoreError> {
         let result = sqlx::query("DELETE FROM templates WHERE id = $1")
@@ -169,13 +202,15 @@ impl Store {
     /// Adds an ISO. A name that exists already is [`StoreError::Taken`].
     pub async fn insert_iso(&self, iso: &IsoRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO isos (id, name, file_size, sha256, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO isos (id, name, file_size, sha256, created_at, approved) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(iso.id.to_string())
         .bind(&iso.name)
         .bind(to_db(iso.file_size))
         .bind(&iso.sha256)
         .bind(iso.created_at)
+        .bind(i64::from(iso.approved))
         .execute(&self.pool)
         .await
         .map_err(taken_as("name"))?;
@@ -184,34 +219,40 @@ impl Store {
 
     /// Every ISO, by name.
     pub async fn isos(&self) -> Result<Vec<IsoRecord>, StoreError> {
-        sqlx::query("SELECT id, name, file_size, sha256, created_at FROM isos ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(IsoRecord::from_row)
-            .collect()
+        sqlx::query(
+            "SELECT id, name, file_size, sha256, created_at, approved FROM isos ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(IsoRecord::from_row)
+        .collect()
     }
 
     /// The ISO called `name`, if any.
     pub async fn iso_by_name(&self, name: &str) -> Result<Option<IsoRecord>, StoreError> {
-        sqlx::query("SELECT id, name, file_size, sha256, created_at FROM isos WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(IsoRecord::from_row)
-            .transpose()
+        sqlx::query(
+            "SELECT id, name, file_size, sha256, created_at, approved FROM isos WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(IsoRecord::from_row)
+        .transpose()
     }
 
     /// The ISO with `id`, if any.
     pub async fn iso(&self, id: IsoId) -> Result<Option<IsoRecord>, StoreError> {
-        sqlx::query("SELECT id, name, file_size, sha256, created_at FROM isos WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(IsoRecord::from_row)
-            .transpose()
+        sqlx::query(
+            "SELECT id, name, file_size, sha256, created_at, approved FROM isos WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(IsoRecord::from_row)
+        .transpose()
     }
 
     /// Removes an ISO no VM uses; one that is used is [`StoreError::InUse`].
@@ -226,6 +267,23 @@ impl Store {
         }
         Ok(())
     }
+}
+
+async fn set_approved(
+    store: &Store,
+    query: &'static str,
+    id: String,
+    approved: bool,
+) -> Result<(), StoreError> {
+    let result = sqlx::query(query)
+        .bind(i64::from(approved))
+        .bind(id)
+        .execute(&store.pool)
+        .await?;
+    if result.rows_affected() == 0 {
+        return Err(StoreError::NotFound("image"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -245,6 +303,7 @@ mod tests {
             initrd_sha256: None,
             cmdline: Some("console=ttyS0".into()),
             created_at: 5,
+            approved: false,
         }
     }
 

@@ -14,6 +14,7 @@ use porthole_core::{JobId, JobKind, JobState, UserId, VmId, VmState};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::quotas::{QuotaRequest, admit_in};
 use crate::vms::{VmRecord, insert_vm};
 use crate::{Millis, Store, StoreError, count_column, enum_column, id_column, optional_id_column};
 
@@ -130,10 +131,19 @@ async fn insert_job(
 }
 
 impl Store {
-    /// Inserts a new VM (whose `job_id` must be `job.id`) and its create job, atomically.
-    pub async fn insert_vm_with_job(&self, vm: &VmRecord, job: &NewJob) -> Result<(), StoreError> {
+    /// Inserts a new VM (whose `job_id` must be `job.id`) and its create job, atomically,
+    /// if `quota` admits it.
+    pub async fn insert_vm_with_job(
+        &self,
+        vm: &VmRecord,
+        job: &NewJob,
+        quota: Option<&QuotaRequest>,
+    ) -> Result<(), StoreError> {
         debug_assert_eq!(vm.job_id, Some(job.id));
         let mut tx = self.begin_write().await?;
+        if let Some(quota) = quota {
+            admit_in(&mut tx, quota).await?;
+        }
         insert_vm(&mut tx, vm).await?;
         insert_job(&mut tx, job).await?;
         tx.commit().await?;
@@ -141,16 +151,21 @@ impl Store {
     }
 
     /// Takes VM `vm` for `job`, atomically: only if no job holds it and its state is still
-    /// `seen`. `holding_state` is what the VM shows while the job runs, e.g. `deleting`.
-    /// Fails with [`StoreError::Stale`] if the VM moved on.
+    /// `seen`, and if `quota` admits what the job adds. `holding_state` is what the VM shows
+    /// while the job runs, e.g. `deleting`. Fails with [`StoreError::Stale`] if the VM moved
+    /// on.
     pub async fn queue_vm_job(
         &self,
         vm: VmId,
         seen: VmState,
         holding_state: VmState,
         job: &NewJob,
+        quota: Option<&QuotaRequest>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        if let Some(quota) = quota {
+            admit_in(&mut tx, quota).await?;
+        }
         let taken = sqlx::query(
             "UPDATE vms SET job_id = $1, state = $2, updated_at = $3 \
              WHERE id = $4 AND state = $5 AND job_id IS NULL",
@@ -312,6 +327,22 @@ impl Store {
         .transpose()
     }
 
+    /// VM `vm`'s most recent jobs, newest first.
+    pub async fn recent_vm_jobs(&self, vm: VmId, limit: u32) -> Result<Vec<JobRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE vm_id = $1 ORDER BY created_at DESC, id LIMIT $2"
+        ))
+        .bind(vm.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(JobRecord::from_row)
+        .collect()
+    }
+
     /// The most recent jobs, newest first, optionally only those `requested_by` one user.
     pub async fn recent_jobs(
         &self,
@@ -353,14 +384,7 @@ mod tests {
     use porthole_core::{Resources, Role, VmName};
 
     async fn owner(store: &Store) -> UserRecord {
-        let user = UserRecord {
-            id: UserId::random(),
-            username: "alice".into(),
-            password_hash: "x".into(),
-            role: Role::Member,
-            email: None,
-            created_at: 0,
-        };
+        let user = crate::users::tests::user("alice", Role::Member);
         store.insert_user(&user).await.unwrap();
         user
     }
@@ -385,6 +409,7 @@ mod tests {
             file_size: 1,
             sha256: String::new(),
             created_at: 0,
+            approved: true,
         };
         iso.sha256 = "00".repeat(32);
         store.insert_iso(&iso).await.unwrap();
@@ -408,8 +433,12 @@ mod tests {
             created_at: 10,
             updated_at: 10,
             expires_at: None,
+            expiry_exempt: false,
+            cdrom_iso_id: None,
+            cdrom_iso_name: None,
+            boot_order: None,
         };
-        store.insert_vm_with_job(&vm, &job).await.unwrap();
+        store.insert_vm_with_job(&vm, &job, None).await.unwrap();
         (vm, job)
     }
 
@@ -501,7 +530,7 @@ mod tests {
         let (vm, _) = new_vm(&store, &alice, "web").await;
         let start = new_job(JobKind::StartVm, vm.id, alice.id, 20);
         let err = store
-            .queue_vm_job(vm.id, VmState::Creating, VmState::Creating, &start)
+            .queue_vm_job(vm.id, VmState::Creating, VmState::Creating, &start, None)
             .await;
         assert!(
             matches!(err, Err(StoreError::Stale(_))),
@@ -521,12 +550,12 @@ mod tests {
             .unwrap();
         assert!(matches!(
             store
-                .queue_vm_job(vm.id, VmState::Running, VmState::Running, &start)
+                .queue_vm_job(vm.id, VmState::Running, VmState::Running, &start, None)
                 .await,
             Err(StoreError::Stale(_))
         ));
         store
-            .queue_vm_job(vm.id, VmState::Stopped, VmState::Stopped, &start)
+            .queue_vm_job(vm.id, VmState::Stopped, VmState::Stopped, &start, None)
             .await
             .unwrap();
         assert_eq!(
@@ -555,7 +584,7 @@ mod tests {
             ..vm
         };
         assert!(matches!(
-            store.insert_vm_with_job(&dup, &job).await,
+            store.insert_vm_with_job(&dup, &job, None).await,
             Err(StoreError::Taken { field: "name" })
         ));
         assert_eq!(store.job(job.id).await.unwrap(), None);

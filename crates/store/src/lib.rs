@@ -6,10 +6,14 @@
 //! statements. Write transactions that read before they write start with `BEGIN IMMEDIATE`
 //! on SQLite, so concurrent writers queue on the lock instead of failing.
 
+pub mod audit;
 pub mod consoles;
 mod error;
+pub mod expiry;
 pub mod images;
 pub mod jobs;
+pub mod quotas;
+pub mod ssh_keys;
 pub mod tokens;
 pub mod users;
 pub mod vms;

@@ -23,7 +23,68 @@ pub struct NewToken {
     pub expires_at: Millis,
 }
 
+/// A stored token, without its hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Its id.
+    pub id: uuid::Uuid,
+    /// What it is for.
+    pub label: String,
+    /// When it was made.
+    pub created_at: Millis,
+    /// When it stops working.
+    pub expires_at: Millis,
+    /// Whether it is the one with this hash (the caller's own).
+    pub current: bool,
+}
+
 impl Store {
+    /// `user`'s unexpired tokens, newest first; `current_hash` marks the caller's own.
+    pub async fn tokens(
+        &self,
+        user: UserId,
+        current_hash: &str,
+        now: Millis,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        use sqlx::Row;
+        sqlx::query(
+            "SELECT id, label, created_at, expires_at, token_hash FROM api_tokens \
+             WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC",
+        )
+        .bind(user.to_string())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            let id: String = row.try_get("id")?;
+            let hash: String = row.try_get("token_hash")?;
+            Ok(TokenRecord {
+                id: id
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("token id {id:?}")))?,
+                label: row.try_get("label")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+                current: hash == current_hash,
+            })
+        })
+        .collect()
+    }
+
+    /// Revokes `user`'s token `id`.
+    pub async fn delete_token_by_id(&self, user: UserId, id: uuid::Uuid) -> Result<(), StoreError> {
+        let result = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
+            .bind(id.to_string())
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound("token"));
+        }
+        Ok(())
+    }
+
     /// Stores `token`.
     pub async fn insert_token(&self, token: &NewToken) -> Result<(), StoreError> {
         sqlx::query(
@@ -81,14 +142,7 @@ mod tests {
     #[tokio::test]
     async fn tokens_find_their_user_until_they_expire_or_are_revoked() {
         let (store, _dir) = store().await;
-        let user = UserRecord {
-            id: UserId::random(),
-            username: "alice".into(),
-            password_hash: "x".into(),
-            role: Role::Member,
-            email: None,
-            created_at: 0,
-        };
+        let user = crate::users::tests::user("alice", Role::Member);
         store.insert_user(&user).await.unwrap();
         let token = NewToken {
             id: uuid::Uuid::new_v4(),

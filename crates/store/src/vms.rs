@@ -4,10 +4,13 @@
 //! reconciler recording what the hypervisor reports while no job holds the VM. Both are
 //! conditional updates, so neither can overwrite the other.
 
-use porthole_core::{IsoId, JobId, Resources, TemplateId, UserId, VmId, VmName, VmState};
+use porthole_core::{
+    BootOrder, IsoId, JobId, Resources, TemplateId, UserId, VmId, VmName, VmState,
+};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::quotas::{QuotaRequest, admit_in};
 use crate::{
     Millis, Store, StoreError, count_column, enum_column, id_column, optional_id_column, to_db,
 };
@@ -45,17 +48,27 @@ pub struct VmRecord {
     pub updated_at: Millis,
     /// When it expires, if it does.
     pub expires_at: Option<Millis>,
+    /// Whether an admin exempted it from expiry.
+    pub expiry_exempt: bool,
+    /// The ISO in its CD-ROM drive besides its boot media, if any.
+    pub cdrom_iso_id: Option<IsoId>,
+    /// That ISO's name.
+    pub cdrom_iso_name: Option<String>,
+    /// What boots first, if chosen.
+    pub boot_order: Option<BootOrder>,
 }
 
 macro_rules! vm_columns {
     () => {
         "vms.id, vms.name, vms.owner_id, users.username AS owner, vms.node, vms.state, \
          vms.cores, vms.memory_mib, vms.disk_gib, vms.template_id, vms.iso_id, vms.job_id, \
-         vms.created_at, vms.updated_at, vms.expires_at, templates.name AS template_name, \
-         isos.name AS iso_name \
+         vms.created_at, vms.updated_at, vms.expires_at, vms.expiry_exempt, \
+         vms.cdrom_iso_id, vms.boot_order, templates.name AS template_name, \
+         isos.name AS iso_name, cdroms.name AS cdrom_iso_name \
          FROM vms JOIN users ON users.id = vms.owner_id \
          LEFT JOIN templates ON templates.id = vms.template_id \
-         LEFT JOIN isos ON isos.id = vms.iso_id"
+         LEFT JOIN isos ON isos.id = vms.iso_id \
+         LEFT JOIN isos AS cdroms ON cdroms.id = vms.cdrom_iso_id"
     };
 }
 
@@ -84,6 +97,17 @@ impl VmRecord {
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
             expires_at: row.try_get("expires_at")?,
+            expiry_exempt: row.try_get::<i64, _>("expiry_exempt")? != 0,
+            cdrom_iso_id: optional_id_column(row, "cdrom_iso_id")?,
+            cdrom_iso_name: row.try_get("cdrom_iso_name")?,
+            boot_order: row
+                .try_get::<Option<String>, _>("boot_order")?
+                .map(|text| match text.as_str() {
+                    "cdrom" => Ok(BootOrder::Cdrom),
+                    "disk" => Ok(BootOrder::Disk),
+                    other => Err(StoreError::Corrupt(format!("boot_order = {other:?}"))),
+                })
+                .transpose()?,
         })
     }
 }
@@ -155,14 +179,89 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
-    /// Changes a VM's resources, if no job holds it and its state is still `seen`.
+    /// Sets when VM `id` expires. Renewing a deleting VM is refused as stale.
+    pub async fn set_vm_expiry(
+        &self,
+        id: VmId,
+        expires_at: Millis,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "UPDATE vms SET expires_at = $1, updated_at = $2 \
+             WHERE id = $3 AND state NOT IN ('deleting')",
+        )
+        .bind(expires_at)
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::Stale("VM"));
+        }
+        Ok(())
+    }
+
+    /// Sets the ISO in VM `id`'s CD-ROM drive and what boots first, if no job holds it.
+    pub async fn set_vm_media(
+        &self,
+        id: VmId,
+        cdrom: Option<IsoId>,
+        boot_order: Option<BootOrder>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "UPDATE vms SET cdrom_iso_id = $1, boot_order = $2, updated_at = $3 \
+             WHERE id = $4 AND job_id IS NULL",
+        )
+        .bind(cdrom.map(|i| i.to_string()))
+        .bind(boot_order.map(|o| match o {
+            BootOrder::Disk => "disk",
+            BootOrder::Cdrom => "cdrom",
+        }))
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::Stale("VM"));
+        }
+        Ok(())
+    }
+
+    /// Exempts VM `id` from expiry, or makes it expire again.
+    pub async fn set_vm_exempt(
+        &self,
+        id: VmId,
+        exempt: bool,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let result =
+            sqlx::query("UPDATE vms SET expiry_exempt = $1, updated_at = $2 WHERE id = $3")
+                .bind(i64::from(exempt))
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound("VM"));
+        }
+        Ok(())
+    }
+
+    /// Changes a VM's resources, if no job holds it, its state is still `seen`, and `quota`
+    /// admits what the change adds.
     pub async fn update_vm_resources(
         &self,
         id: VmId,
         seen: VmState,
         resources: Resources,
         now: Millis,
+        quota: Option<&QuotaRequest>,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(quota) = quota {
+            admit_in(&mut tx, quota).await?;
+        }
         let result = sqlx::query(
             "UPDATE vms SET cores = $1, memory_mib = $2, disk_gib = $3, updated_at = $4 \
              WHERE id = $5 AND state = $6 AND job_id IS NULL",
@@ -173,11 +272,12 @@ impl Store {
         .bind(now)
         .bind(id.to_string())
         .bind(seen.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if result.rows_affected() == 0 {
             return Err(StoreError::Stale("VM"));
         }
+        tx.commit().await?;
         Ok(())
     }
 }
@@ -189,8 +289,8 @@ pub(crate) async fn insert_vm(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO vms (id, name, owner_id, node, state, cores, memory_mib, disk_gib, \
-         template_id, iso_id, job_id, created_at, updated_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         template_id, iso_id, job_id, created_at, updated_at, expires_at, expiry_exempt) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(vm.id.to_string())
     .bind(vm.name.as_str())
@@ -206,6 +306,7 @@ pub(crate) async fn insert_vm(
     .bind(vm.created_at)
     .bind(vm.updated_at)
     .bind(vm.expires_at)
+    .bind(i64::from(vm.expiry_exempt))
     .execute(&mut **tx)
     .await
     .map_err(crate::error::taken_as("name"))?;

@@ -58,6 +58,21 @@ pub async fn run_template(session: &Session, command: &TemplateCommand) -> anyho
                 &serde_json::json!({ "deleted": name }),
             )
         }
+        TemplateCommand::Approve { name, revoke } => {
+            let template = client.approve_template(name, !revoke).await?;
+            let message = if template.approved {
+                format!(
+                    "template {} is approved: members may create VMs from it",
+                    template.name
+                )
+            } else {
+                format!(
+                    "template {} is no longer approved: only admins may create VMs from it",
+                    template.name
+                )
+            };
+            print.done(&message, &template)
+        }
     }
 }
 
@@ -79,6 +94,18 @@ pub async fn run_iso(session: &Session, command: &IsoCommand) -> anyhow::Result<
                 &format!("deleted ISO {name}"),
                 &serde_json::json!({ "deleted": name }),
             )
+        }
+        IsoCommand::Approve { name, revoke } => {
+            let iso = client.approve_iso(name, !revoke).await?;
+            let message = if iso.approved {
+                format!("ISO {} is approved: members may boot it", iso.name)
+            } else {
+                format!(
+                    "ISO {} is no longer approved: only admins may boot it",
+                    iso.name
+                )
+            };
+            print.done(&message, &iso)
         }
     }
 }

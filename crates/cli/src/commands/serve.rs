@@ -3,8 +3,11 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use porthole_core::Limits;
 use porthole_gateway::SessionPolicy;
-use porthole_plane::{AccelSetting, ConsoleSettings, Plane, PlaneConfig};
+use porthole_plane::{
+    AccelSetting, ConsoleSettings, ExpirySettings, Plane, PlaneConfig, PortalSettings,
+};
 use porthole_qemu::Accel;
 use tracing_subscriber::EnvFilter;
 
@@ -44,6 +47,28 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
             ticket_ttl: Duration::from_secs(args.console_ticket_ttl),
             sessions_per_user: args.console_sessions_per_user.max(1),
         },
+        portal: PortalSettings {
+            default_limits: Limits {
+                cores: args.default_cores,
+                memory_mib: args.default_memory_mib,
+                disk_gib: args.default_disk_gib,
+            },
+            vm_lifetime: Duration::from_secs(args.vm_lifetime_days * 86_400),
+            max_login_failures: args.login_max_failures,
+            lockout: Duration::from_secs(args.login_lockout),
+            logins_per_minute_per_address: args.logins_per_minute,
+            expiry: ExpirySettings {
+                reminder_days: args.expiry_reminder_days.clone(),
+                grace: Duration::from_secs(args.expiry_grace_days * 86_400),
+                interval: Duration::from_secs(args.expiry_interval),
+                summary_hour: args.expiry_summary_hour,
+            },
+            smtp: args
+                .smtp_url
+                .clone()
+                .map(|url| (url, args.smtp_from.clone())),
+        },
+        clock_file: args.clock_file.clone(),
     };
     let plane = Plane::open(config).await?;
     if let Some(password) = &plane.generated_admin_password {

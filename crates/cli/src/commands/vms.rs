@@ -1,11 +1,12 @@
 //! `porthole vm ...`.
 
-use porthole_api::{CreateVmRequest, Job, UpdateVmRequest};
+use porthole_api::{CreateVmRequest, GuestLogin, Job, UpdateVmRequest, Vm};
 use porthole_core::spec::gib_to_hold;
 
 use super::Session;
+use super::users::read_public_key;
 use crate::cli::{CreateVmArgs, ResizeArgs, VmActionArgs, VmCommand};
-use crate::output::print_line;
+use crate::output::{print_line, time};
 use crate::progress::wait_for_job;
 
 /// Disk size for an ISO install when none is given.
@@ -35,6 +36,20 @@ pub async fn run(session: &Session, command: &VmCommand) -> anyhow::Result<()> {
             .await
         }
         VmCommand::Resize(args) => resize(session, args).await,
+        VmCommand::Renew { vm } => {
+            let vm = client.find_vm(vm).await?;
+            let vm = client.renew_vm(vm.id).await?;
+            print.done(&expiry_line(&vm), &vm)
+        }
+        VmCommand::Exempt { vm, off } => {
+            let vm = client.find_vm(vm).await?;
+            let request = UpdateVmRequest {
+                expiry_exempt: Some(!off),
+                ..Default::default()
+            };
+            let vm = client.update_vm(vm.id, &request).await?;
+            print.done(&expiry_line(&vm), &vm)
+        }
         VmCommand::Log { vm } => {
             let vm = client.find_vm(vm).await?;
             let output = client.console_output(vm.id).await?;
@@ -67,9 +82,25 @@ async fn create(session: &Session, args: &CreateVmArgs) -> anyhow::Result<()> {
         cores: args.cores,
         memory_mib: args.memory,
         disk_gib,
-        ssh_keys: None,
+        ssh_keys: if args.ssh_keys.is_empty() {
+            None
+        } else {
+            Some(
+                args.ssh_keys
+                    .iter()
+                    .map(|path| read_public_key(path))
+                    .collect::<anyhow::Result<_>>()?,
+            )
+        },
+        guest_user: args.guest_user.clone(),
     };
     let created = client.create_vm(&request).await?;
+    // The password exists only in this reply: show it before anything else can fail.
+    if let Some(login) = &created.guest_login
+        && !session.print.is_json()
+    {
+        show_guest_login(&created.vm.name, login);
+    }
     if !args.wait.wait {
         return session.print.done(
             &format!(
@@ -81,9 +112,39 @@ async fn create(session: &Session, args: &CreateVmArgs) -> anyhow::Result<()> {
     }
     wait_for_job(client, &created.job).await?;
     let vm = client.vm(created.vm.id).await?;
+    // In JSON, the VM as `vm show` prints it, plus the guest login.
+    let mut json = serde_json::to_value(&vm)?;
+    if let (Some(login), Some(object)) = (&created.guest_login, json.as_object_mut()) {
+        object.insert("guest_login".into(), serde_json::to_value(login)?);
+    }
     session
         .print
-        .done(&format!("{} is {}", vm.name, vm.state), &vm)
+        .done(&format!("{} is {}", vm.name, vm.state), &json)
+}
+
+/// Shows a new guest's login on stderr, so stdout stays the one result line.
+fn show_guest_login(vm: &str, login: &GuestLogin) {
+    let keys = match login.ssh_keys {
+        0 => "none; log in with the password on `porthole console`, or add keys to your \
+              profile with `porthole ssh-key add`"
+            .to_owned(),
+        1 => "1 key accepted".to_owned(),
+        n => format!("{n} keys accepted"),
+    };
+    eprintln!(
+        "guest login for {vm}:\n  user:     {}\n  password: {}\n  ssh:      {keys}\n\
+         The password is shown only now; porthole does not keep it.",
+        login.user, login.password
+    );
+}
+
+/// When `vm` expires, as a sentence.
+fn expiry_line(vm: &Vm) -> String {
+    match (vm.expiry_exempt, &vm.expires_at) {
+        (true, _) => format!("{} is exempt from expiry", vm.name),
+        (false, Some(at)) => format!("{} expires at {} UTC", vm.name, time(at)),
+        (false, None) => format!("{} does not expire", vm.name),
+    }
 }
 
 async fn action(session: &Session, args: &VmActionArgs, action: &str) -> anyhow::Result<()> {
@@ -121,6 +182,7 @@ async fn resize(session: &Session, args: &ResizeArgs) -> anyhow::Result<()> {
         cores: args.cores,
         memory_mib: args.memory,
         disk_gib: args.disk,
+        ..Default::default()
     };
     let vm = client.update_vm(vm.id, &request).await?;
     session.print.done(

@@ -424,3 +424,33 @@ pub fn screendump(server: &Server, id: VmId, path: &Path) {
 pub async fn shell_ready(client: &Client, id: VmId) {
     console_shows(client, id, "porthole-guest:/# ").await;
 }
+
+/// The status, code, message and field of an API error; panics on any other failure.
+pub fn api_error(
+    error: porthole_api::client::ClientError,
+) -> (u16, String, String, Option<String>) {
+    match error {
+        porthole_api::client::ClientError::Api {
+            status,
+            code,
+            message,
+            field,
+        } => (status, code, message, field),
+        other => panic!("expected an API error, got: {other}"),
+    }
+}
+
+/// Makes a member account and returns a client logged in as them.
+pub async fn member(server: &Server, admin: &Client, username: &str) -> Client {
+    let password = format!("{username}-password");
+    admin
+        .create_user(&porthole_api::CreateUserRequest {
+            username: username.into(),
+            password: password.clone(),
+            role: porthole_core::Role::Member,
+            email: Some(format!("{username}@example.org")),
+        })
+        .await
+        .unwrap();
+    server.login(username, &password).await
+}

@@ -13,6 +13,8 @@ use porthole_core::driver::DiskFormat;
 use serde::Deserialize;
 use tokio::process::Command;
 
+use crate::snapshot::SnapshotInfo;
+
 /// How long a single qemu-img run may take. Inspecting or creating an overlay takes
 /// milliseconds; the bound only stops a hostile image from hanging a job.
 const QEMU_IMG_TIMEOUT: Duration = Duration::from_secs(60);
@@ -161,6 +163,68 @@ pub async fn grow(path: &Path, size: u64) -> Result<(), ImageError> {
     .map(drop)
 }
 
+/// What `qemu-img snapshot` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotOp {
+    /// `-c`: take a snapshot.
+    Create,
+    /// `-a`: put the image back to a snapshot.
+    Apply,
+    /// `-d`: delete a snapshot.
+    Delete,
+}
+
+/// Creates, applies or deletes the internal snapshot `tag` of the qcow2 image at `path`. Only
+/// for images no QEMU has open (qemu-img's image locking refuses otherwise).
+pub async fn snapshot(path: &Path, op: SnapshotOp, tag: &str) -> Result<(), ImageError> {
+    let (flag, operation) = match op {
+        SnapshotOp::Create => ("-c", "snapshot -c"),
+        SnapshotOp::Apply => ("-a", "snapshot -a"),
+        SnapshotOp::Delete => ("-d", "snapshot -d"),
+    };
+    qemu_img(
+        operation,
+        &[
+            "snapshot".as_ref(),
+            "-q".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            flag.as_ref(),
+            tag.as_ref(),
+            path.as_os_str(),
+        ],
+    )
+    .await
+    .map(drop)
+}
+
+/// The internal snapshots of the qcow2 image at `path`, oldest first. Reads with
+/// `--force-share`, so it also works while a QEMU has the image open.
+pub async fn snapshots(path: &Path) -> Result<Vec<SnapshotInfo>, ImageError> {
+    #[derive(Deserialize)]
+    struct Info {
+        #[serde(default)]
+        snapshots: Vec<SnapshotInfo>,
+    }
+    let stdout = qemu_img(
+        "info",
+        &[
+            "info".as_ref(),
+            "--force-share".as_ref(),
+            "--output=json".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            path.as_os_str(),
+        ],
+    )
+    .await?;
+    let info: Info = serde_json::from_slice(&stdout).map_err(|e| ImageError::Failed {
+        operation: "info",
+        message: format!("unreadable output: {e}"),
+    })?;
+    Ok(info.snapshots)
+}
+
 /// The path of the `qemu-img` binary: `PORTHOLE_QEMU_IMG`, or `qemu-img` from `PATH`.
 fn qemu_img_binary() -> PathBuf {
     std::env::var_os("PORTHOLE_QEMU_IMG").map_or_else(|| "qemu-img".into(), PathBuf::from)
@@ -221,6 +285,37 @@ mod tests {
         // An overlay has a backing file, so it is refused as a template.
         let err = inspect_untrusted(&overlay).await.unwrap_err();
         assert!(err.to_string().contains("backing file"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn snapshots_are_created_listed_applied_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk.qcow2");
+        create_blank(&disk, 1 << 20).await.unwrap();
+        assert!(snapshots(&disk).await.unwrap().is_empty());
+        snapshot(&disk, SnapshotOp::Create, "first").await.unwrap();
+        snapshot(&disk, SnapshotOp::Create, "second").await.unwrap();
+        let listed = snapshots(&disk).await.unwrap();
+        let names: Vec<&str> = listed.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["first", "second"]);
+        assert!(
+            listed
+                .iter()
+                .all(|s| s.vm_state_size == 0 && s.date_sec > 0)
+        );
+        snapshot(&disk, SnapshotOp::Apply, "first").await.unwrap();
+        snapshot(&disk, SnapshotOp::Delete, "first").await.unwrap();
+        let names: Vec<String> = snapshots(&disk)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["second"]);
+        let err = snapshot(&disk, SnapshotOp::Delete, "first")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("snapshot -d"), "{err}");
     }
 
     #[tokio::test]

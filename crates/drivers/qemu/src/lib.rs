@@ -1,9 +1,13 @@
 //! porthole's built-in node: QEMU processes on this host.
 //!
 //! Each VM lives in its own directory under the driver's root, named by its id:
-//! `vm.json` (the definition, written last at create), `disk.qcow2`, the QMP, VNC and serial
-//! unix sockets, `qemu.pid` and `qemu.log`. Deleting a VM removes the directory, so nothing is
-//! left behind.
+//! `vm.json` (the definition, written last at create), `disk.qcow2`, `seed.iso` (cloud-init
+//! data, if the VM has any; see [`seed`]), the QMP, VNC and serial unix sockets, `qemu.pid`
+//! and `qemu.log`. Deleting a VM removes the directory, so nothing is left behind.
+//!
+//! Snapshots are internal qcow2 snapshots of `disk.qcow2` ([`snapshot`]): through QMP jobs,
+//! with memory, while QEMU runs; through `qemu-img` while it does not. Boot media changes
+//! ([`Driver::set_boot_media`]) are stored in `vm.json` and apply at the next start.
 //!
 //! Starting a VM goes:
 //! 1. launch QEMU daemonized and paused (`-S`), so it survives porthole restarts;
@@ -18,7 +22,9 @@ pub mod control;
 pub mod image;
 pub mod process;
 pub mod qmp;
+pub mod seed;
 pub mod serial;
+pub mod snapshot;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,19 +33,22 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use porthole_core::driver::{
-    BootMedia, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PowerState, Progress,
+    BootMedia, BootOrder, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PowerState, Progress,
     VmDefinition,
 };
 use porthole_core::ids::VmId;
+use porthole_core::snapshot::{Snapshot, SnapshotName};
 use porthole_core::spec::Resources;
 use serde_json::json;
 
 pub use accel::{Accel, AccelChoice};
 use control::ConsoleControl;
-use image::ImageError;
+use image::{ImageError, SnapshotOp};
 use process::{LaunchError, VmFiles};
 use qmp::{Qmp, QmpError};
+use seed::SeedError;
 use serial::SerialTap;
+use snapshot::{SnapshotError, SnapshotInfo};
 
 /// How long a VNC password set for a connection stays valid.
 pub const VNC_PASSWORD_TTL: Duration = Duration::from_secs(30);
@@ -193,11 +202,60 @@ impl QemuDriver {
             .map_err(|e| qmp_error(operation, &e))
     }
 
+    /// Whether VM `id`'s QEMU runs (or is suspended).
+    fn is_running(&self, id: VmId) -> bool {
+        process::running_pid(&self.files(id).pidfile()).is_some()
+    }
+
+    /// The main disk's snapshots: from the running QEMU if there is one, else from the
+    /// image. Must hold the VM lock.
+    async fn snapshot_list(
+        &self,
+        id: VmId,
+        operation: &'static str,
+    ) -> Result<Vec<SnapshotInfo>, DriverError> {
+        let files = self.files(id);
+        if self.is_running(id) {
+            snapshot::list(&files.qmp())
+                .await
+                .map_err(|e| snapshot_error(operation, e))
+        } else {
+            image::snapshots(&files.disk())
+                .await
+                .map_err(|e| image_error(operation, e))
+        }
+    }
+
+    /// The snapshot named `name`, or [`DriverError::SnapshotNotFound`]. Must hold the VM
+    /// lock.
+    async fn find_snapshot(
+        &self,
+        id: VmId,
+        name: &SnapshotName,
+        operation: &'static str,
+    ) -> Result<SnapshotInfo, DriverError> {
+        self.snapshot_list(id, operation)
+            .await?
+            .into_iter()
+            .find(|s| s.name == name.as_str())
+            .ok_or_else(|| DriverError::SnapshotNotFound {
+                vm: id,
+                name: name.to_string(),
+            })
+    }
+
     /// Starts QEMU, attaches the serial tap, then lets the guest run. Must hold the VM lock.
     async fn boot(&self, id: VmId) -> Result<(), DriverError> {
         let files = self.files(id);
         if process::running_pid(&files.pidfile()).is_none() {
             let def = self.load_definition(id)?;
+            if let Some(ci) = &def.cloud_init
+                && !files.seed().exists()
+            {
+                seed::write(&files.seed(), id, ci)
+                    .await
+                    .map_err(|e| seed_error("start", e))?;
+            }
             process::launch(&self.config.qemu, self.config.accel, &files, &def)
                 .await
                 .map_err(|e| launch_error(&e))?;
@@ -265,7 +323,16 @@ impl Driver for QemuDriver {
         "qemu"
     }
 
+    /// Creates the disk, the cloud-init seed (if the definition has cloud-init data) and
+    /// `vm.json`, in that order. Invalid cloud-init data or a missing CD-ROM image is refused
+    /// before anything is written.
     async fn create(&self, def: &VmDefinition, progress: &dyn Progress) -> Result<(), DriverError> {
+        if let Some(ci) = &def.cloud_init {
+            ci.validate()?;
+        }
+        if let Some(cdrom) = &def.cdrom {
+            check_iso(cdrom)?;
+        }
         let lock = self.lock(def.id);
         let _held = lock.lock().await;
         let files = self.files(def.id);
@@ -286,6 +353,12 @@ impl Driver for QemuDriver {
             .map_err(|e| image_error("creating the disk", e))?;
             std::fs::rename(&staged, files.disk())
                 .map_err(|e| DriverError::io(format!("renaming {}", staged.display()), e))?;
+            if let Some(ci) = &def.cloud_init {
+                progress.update(0.6, "writing the cloud-init seed");
+                seed::write(&files.seed(), def.id, ci)
+                    .await
+                    .map_err(|e| seed_error("create", e))?;
+            }
             progress.update(0.9, "saving the definition");
             self.save_definition(def)
         }
@@ -481,6 +554,115 @@ impl Driver for QemuDriver {
             .map(|tap| tap.scrollback())
             .unwrap_or_default())
     }
+
+    async fn set_boot_media(
+        &self,
+        vm: VmId,
+        cdrom: Option<PathBuf>,
+        order: BootOrder,
+    ) -> Result<(), DriverError> {
+        if let Some(cdrom) = &cdrom {
+            check_iso(cdrom)?;
+        }
+        let lock = self.lock(vm);
+        let _held = lock.lock().await;
+        let mut def = self.load_definition(vm)?;
+        def.cdrom = cdrom;
+        def.boot_order = order;
+        self.save_definition(&def)
+    }
+
+    /// Running: a `snapshot-save` job (disk, memory and device state). Stopped: `qemu-img
+    /// snapshot -c` (disk only).
+    async fn snapshot_create(&self, vm: VmId, name: &SnapshotName) -> Result<(), DriverError> {
+        const OPERATION: &str = "snapshot";
+        let lock = self.lock(vm);
+        let _held = lock.lock().await;
+        self.load_definition(vm)?;
+        let existing = self.snapshot_list(vm, OPERATION).await?;
+        if existing.iter().any(|s| s.name == name.as_str()) {
+            return Err(DriverError::Conflict {
+                operation: OPERATION,
+                reason: format!(
+                    "VM {vm} already has a snapshot named {:?}; choose another name or delete \
+                     that snapshot first",
+                    name.as_str()
+                ),
+            });
+        }
+        let files = self.files(vm);
+        if self.is_running(vm) {
+            snapshot::save(&files.qmp(), name.as_str())
+                .await
+                .map_err(|e| snapshot_error(OPERATION, e))
+        } else {
+            image::snapshot(&files.disk(), SnapshotOp::Create, name.as_str())
+                .await
+                .map_err(|e| image_error(OPERATION, e))
+        }
+    }
+
+    async fn snapshots(&self, vm: VmId) -> Result<Vec<Snapshot>, DriverError> {
+        let lock = self.lock(vm);
+        let _held = lock.lock().await;
+        self.load_definition(vm)?;
+        Ok(self
+            .snapshot_list(vm, "list snapshots")
+            .await?
+            .iter()
+            .map(SnapshotInfo::to_snapshot)
+            .collect())
+    }
+
+    /// Running: a `snapshot-load` job, which needs a snapshot with memory state. Stopped:
+    /// `qemu-img snapshot -a`, which restores the disk of any snapshot (a snapshot's memory,
+    /// if it has any, is not used: the VM boots from the restored disk).
+    async fn snapshot_rollback(&self, vm: VmId, name: &SnapshotName) -> Result<(), DriverError> {
+        const OPERATION: &str = "snapshot rollback";
+        let lock = self.lock(vm);
+        let _held = lock.lock().await;
+        self.load_definition(vm)?;
+        let found = self.find_snapshot(vm, name, OPERATION).await?;
+        let files = self.files(vm);
+        if self.is_running(vm) {
+            if found.vm_state_size == 0 {
+                return Err(DriverError::Conflict {
+                    operation: OPERATION,
+                    reason: format!(
+                        "snapshot {:?} of VM {vm} was taken while it was stopped and holds no \
+                         memory, so the running VM cannot resume from it; stop the VM, then roll \
+                         back",
+                        name.as_str()
+                    ),
+                });
+            }
+            snapshot::load(&files.qmp(), name.as_str())
+                .await
+                .map_err(|e| snapshot_error(OPERATION, e))
+        } else {
+            image::snapshot(&files.disk(), SnapshotOp::Apply, name.as_str())
+                .await
+                .map_err(|e| image_error(OPERATION, e))
+        }
+    }
+
+    async fn snapshot_delete(&self, vm: VmId, name: &SnapshotName) -> Result<(), DriverError> {
+        const OPERATION: &str = "snapshot delete";
+        let lock = self.lock(vm);
+        let _held = lock.lock().await;
+        self.load_definition(vm)?;
+        self.find_snapshot(vm, name, OPERATION).await?;
+        let files = self.files(vm);
+        if self.is_running(vm) {
+            snapshot::delete(&files.qmp(), name.as_str())
+                .await
+                .map_err(|e| snapshot_error(OPERATION, e))
+        } else {
+            image::snapshot(&files.disk(), SnapshotOp::Delete, name.as_str())
+                .await
+                .map_err(|e| image_error(OPERATION, e))
+        }
+    }
 }
 
 fn not_running(operation: &'static str) -> DriverError {
@@ -512,6 +694,55 @@ fn launch_error(error: &LaunchError) -> DriverError {
     DriverError::Hypervisor {
         operation: "start",
         message: error.to_string(),
+    }
+}
+
+fn seed_error(operation: &'static str, error: SeedError) -> DriverError {
+    match error {
+        SeedError::Invalid(e) => DriverError::Invalid(e),
+        SeedError::Io { context, source } => DriverError::Io { context, source },
+        other => DriverError::Hypervisor {
+            operation,
+            message: chain(&other),
+        },
+    }
+}
+
+fn snapshot_error(operation: &'static str, error: SnapshotError) -> DriverError {
+    match error {
+        SnapshotError::Timeout(_) => DriverError::Timeout {
+            operation,
+            seconds: snapshot::JOB_TIMEOUT.as_secs(),
+        },
+        other => DriverError::Hypervisor {
+            operation,
+            message: chain(&other),
+        },
+    }
+}
+
+/// An error and its causes on one line: `a: b`.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Refuses a CD-ROM image that is not an existing file, so a VM is never left unable to
+/// start.
+fn check_iso(path: &Path) -> Result<(), DriverError> {
+    if path.is_absolute() && path.is_file() {
+        Ok(())
+    } else {
+        Err(DriverError::BadImage(format!(
+            "the CD-ROM image {} is not an existing file (give an absolute path)",
+            path.display()
+        )))
     }
 }
 

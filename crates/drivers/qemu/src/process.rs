@@ -15,7 +15,7 @@ use std::time::Duration;
 use nix::fcntl::{FcntlArg, fcntl};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use porthole_core::driver::{BootMedia, VmDefinition};
+use porthole_core::driver::{BootMedia, BootOrder, VmDefinition};
 use porthole_core::ids::VmId;
 use tokio::process::Command;
 
@@ -72,6 +72,11 @@ impl VmFiles {
     /// `org.porthole.console.0` that carries terminal sizes to the guest.
     pub fn console_control(&self) -> PathBuf {
         self.dir.join("ctl.sock")
+    }
+
+    /// The cloud-init NoCloud seed (ISO 9660, label `cidata`), for VMs with cloud-init data.
+    pub fn seed(&self) -> PathBuf {
+        self.dir.join("seed.iso")
     }
 
     /// QEMU's pidfile, locked by QEMU while it runs.
@@ -245,35 +250,48 @@ pub fn arguments(accel: Accel, files: &VmFiles, def: &VmDefinition) -> Vec<OsStr
         &files.disk(),
         "",
     ));
-    match &def.boot {
-        BootMedia::Iso { path, .. } => {
-            args.push("-drive").push(option(
-                "if=none,id=cdrom0,format=raw,media=cdrom,readonly=on,file=",
-                path,
-                "",
-            ));
-            args.push("-device").push("ide-cd,drive=cdrom0,bootindex=0");
-            args.push("-device")
-                .push("virtio-blk-pci,drive=disk0,bootindex=1");
+    let (disk_index, cdrom_index) = match def.boot_order {
+        BootOrder::Disk => (1, 2),
+        BootOrder::Cdrom => (2, 1),
+    };
+    // The main disk is the first virtio disk, so the guest sees it as /dev/vda whatever else
+    // is attached. Index 0 is left to a direct-boot kernel, which takes it itself.
+    args.push("-device")
+        .push(format!("virtio-blk-pci,drive=disk0,bootindex={disk_index}"));
+    if def.cloud_init.is_some() {
+        args.push("-drive").push(option(
+            "if=none,id=seed0,format=raw,readonly=on,file=",
+            &files.seed(),
+            "",
+        ));
+        args.push("-device").push("virtio-blk-pci,drive=seed0");
+    }
+    let cdrom = match &def.boot {
+        BootMedia::Iso { path, .. } => Some(def.cdrom.as_ref().unwrap_or(path)),
+        BootMedia::Template { .. } => def.cdrom.as_ref(),
+    };
+    if let Some(cdrom) = cdrom {
+        args.push("-drive").push(option(
+            "if=none,id=cdrom0,format=raw,media=cdrom,readonly=on,file=",
+            cdrom,
+            "",
+        ));
+        args.push("-device")
+            .push(format!("ide-cd,drive=cdrom0,bootindex={cdrom_index}"));
+    }
+    if let BootMedia::Template {
+        kernel: Some(kernel),
+        initrd,
+        cmdline,
+        ..
+    } = &def.boot
+    {
+        args.push("-kernel").push(kernel.as_os_str());
+        if let Some(initrd) = initrd {
+            args.push("-initrd").push(initrd.as_os_str());
         }
-        BootMedia::Template {
-            kernel,
-            initrd,
-            cmdline,
-            ..
-        } => {
-            // A direct-boot kernel takes boot index 0 itself.
-            args.push("-device")
-                .push("virtio-blk-pci,drive=disk0,bootindex=1");
-            if let Some(kernel) = kernel {
-                args.push("-kernel").push(kernel.as_os_str());
-                if let Some(initrd) = initrd {
-                    args.push("-initrd").push(initrd.as_os_str());
-                }
-                if let Some(cmdline) = cmdline {
-                    args.push("-append").push(cmdline.as_str());
-                }
-            }
+        if let Some(cmdline) = cmdline {
+            args.push("-append").push(cmdline.as_str());
         }
     }
     args.push("-nic").push("none");
@@ -352,11 +370,11 @@ mod tests {
                 initrd: None,
                 cmdline: Some("console=ttyS0".into()),
             },
+            cloud_init: None,
+            cdrom: None,
+            boot_order: BootOrder::Disk,
         };
-        let args: Vec<String> = arguments(Accel::Tcg, &files, &def)
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect();
+        let args = strings(&arguments(Accel::Tcg, &files, &def));
         let after = |flag: &str| {
             let i = args.iter().position(|a| a == flag).unwrap();
             args[i + 1].clone()
@@ -372,5 +390,137 @@ mod tests {
             format!("unix:/d/vms/{id}/qmp.sock,server=on,wait=off")
         );
         assert!(args.contains(&"-daemonize".to_owned()) && args.contains(&"-S".to_owned()));
+        // No CD-ROM and no seed unless asked for.
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.contains("cdrom0") || a.contains("seed0"))
+        );
+    }
+
+    fn strings(args: &[OsString]) -> Vec<String> {
+        args.iter()
+            .map(|a| a.clone().into_string().unwrap())
+            .collect()
+    }
+
+    fn values_of<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
+    }
+
+    fn template_def(id: VmId) -> VmDefinition {
+        VmDefinition {
+            id,
+            name: VmName::parse("web").unwrap(),
+            resources: Resources {
+                cores: 1,
+                memory_mib: 128,
+                disk_gib: 1,
+            },
+            boot: BootMedia::Template {
+                id: TemplateId::random(),
+                disk: "/d/t/disk".into(),
+                format: DiskFormat::Qcow2,
+                kernel: None,
+                initrd: None,
+                cmdline: None,
+            },
+            cloud_init: None,
+            cdrom: None,
+            boot_order: BootOrder::Disk,
+        }
+    }
+
+    #[test]
+    fn cdrom_and_boot_order_follow_the_definition() {
+        let id = VmId::random();
+        let files = VmFiles::new(Path::new("/d/vms"), id);
+        let mut def = template_def(id);
+        def.cdrom = Some("/d/isos/debian,netinst.iso".into());
+        let args = strings(&arguments(Accel::Tcg, &files, &def));
+        let devices = values_of(&args, "-device");
+        assert!(
+            devices.contains(&"virtio-blk-pci,drive=disk0,bootindex=1"),
+            "{devices:?}"
+        );
+        assert!(
+            devices.contains(&"ide-cd,drive=cdrom0,bootindex=2"),
+            "{devices:?}"
+        );
+        assert!(values_of(&args, "-drive").contains(
+            &"if=none,id=cdrom0,format=raw,media=cdrom,readonly=on,file=/d/isos/debian,,netinst.iso"
+        ));
+
+        def.boot_order = BootOrder::Cdrom;
+        let args = strings(&arguments(Accel::Tcg, &files, &def));
+        let devices = values_of(&args, "-device");
+        assert!(
+            devices.contains(&"virtio-blk-pci,drive=disk0,bootindex=2"),
+            "{devices:?}"
+        );
+        assert!(
+            devices.contains(&"ide-cd,drive=cdrom0,bootindex=1"),
+            "{devices:?}"
+        );
+
+        // An installer VM keeps its ISO in the drive unless another one is put in.
+        let iso = VmDefinition {
+            boot: BootMedia::Iso {
+                id: porthole_core::IsoId::random(),
+                path: "/d/isos/installer.iso".into(),
+            },
+            cdrom: None,
+            ..def.clone()
+        };
+        let args = strings(&arguments(Accel::Tcg, &files, &iso));
+        assert!(
+            values_of(&args, "-drive")
+                .iter()
+                .any(|d| d.ends_with("file=/d/isos/installer.iso"))
+        );
+        assert!(values_of(&args, "-device").contains(&"ide-cd,drive=cdrom0,bootindex=1"));
+        let swapped = VmDefinition {
+            cdrom: Some("/d/isos/rescue.iso".into()),
+            ..iso
+        };
+        let args = strings(&arguments(Accel::Tcg, &files, &swapped));
+        let drives = values_of(&args, "-drive");
+        assert!(
+            drives
+                .iter()
+                .any(|d| d.ends_with("file=/d/isos/rescue.iso"))
+        );
+        assert!(!drives.iter().any(|d| d.contains("installer")));
+    }
+
+    #[test]
+    fn the_seed_is_a_read_only_disk_after_the_main_disk() {
+        let id = VmId::random();
+        let files = VmFiles::new(Path::new("/d/vms"), id);
+        let mut def = template_def(id);
+        def.cloud_init = Some(porthole_core::CloudInit {
+            hostname: "h".into(),
+            user: "u".into(),
+            password_hash: String::new(),
+            ssh_keys: vec![],
+        });
+        let args = strings(&arguments(Accel::Tcg, &files, &def));
+        assert!(values_of(&args, "-drive").contains(
+            &format!("if=none,id=seed0,format=raw,readonly=on,file=/d/vms/{id}/seed.iso").as_str()
+        ));
+        let devices = values_of(&args, "-device");
+        let disk = devices
+            .iter()
+            .position(|d| d.contains("drive=disk0"))
+            .unwrap();
+        let seed = devices
+            .iter()
+            .position(|d| *d == "virtio-blk-pci,drive=seed0")
+            .unwrap();
+        // virtio disks are named in PCI order: the main disk stays /dev/vda.
+        assert!(disk < seed, "{devices:?}");
     }
 }

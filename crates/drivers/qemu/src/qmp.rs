@@ -36,9 +36,9 @@ pub enum QmpError {
     /// QEMU closed the connection, usually because it is exiting.
     #[error("QEMU closed the QMP connection")]
     Closed,
-    /// QEMU did not answer in time.
-    #[error("QEMU did not answer QMP within {} s", EXCHANGE_TIMEOUT.as_secs())]
-    Timeout,
+    /// QEMU did not answer in time (seconds waited).
+    #[error("QEMU did not answer QMP within {0} s")]
+    Timeout(u64),
     /// QEMU sent something that is not QMP.
     #[error("unexpected QMP message: {0}")]
     Protocol(String),
@@ -66,6 +66,7 @@ pub struct StatusInfo {
 pub struct Qmp {
     reader: BufReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,
+    timeout: Duration,
 }
 
 impl Qmp {
@@ -76,6 +77,7 @@ impl Qmp {
         let mut qmp = Self {
             reader: BufReader::new(read),
             writer,
+            timeout: EXCHANGE_TIMEOUT,
         };
         let greeting = qmp.read_message().await?;
         if greeting.get("QMP").is_none() {
@@ -85,6 +87,12 @@ impl Qmp {
         }
         qmp.execute_raw("qmp_capabilities", None).await?;
         Ok(qmp)
+    }
+
+    /// Lets each later exchange take up to `timeout` instead of the default 10 s, for
+    /// commands that keep QEMU's main loop busy (such as saving a snapshot's memory).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
     }
 
     /// Runs `command` and decodes its reply as `T`.
@@ -110,7 +118,8 @@ impl Qmp {
         }
         let mut line = request.to_string();
         line.push('\n');
-        tokio::time::timeout(EXCHANGE_TIMEOUT, async {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, async {
             self.writer
                 .write_all(line.as_bytes())
                 .await
@@ -140,7 +149,7 @@ impl Qmp {
             }
         })
         .await
-        .map_err(|_| QmpError::Timeout)?
+        .map_err(|_| QmpError::Timeout(timeout.as_secs()))?
     }
 
     /// `query-status`: whether and how the guest runs.
@@ -155,9 +164,9 @@ impl Qmp {
 
     async fn read_message(&mut self) -> Result<Value, QmpError> {
         let mut line = String::new();
-        let read = tokio::time::timeout(EXCHANGE_TIMEOUT, self.reader.read_line(&mut line))
+        let read = tokio::time::timeout(self.timeout, self.reader.read_line(&mut line))
             .await
-            .map_err(|_| QmpError::Timeout)?
+            .map_err(|_| QmpError::Timeout(self.timeout.as_secs()))?
             .map_err(QmpError::Io)?;
         if read == 0 {
             return Err(QmpError::Closed);

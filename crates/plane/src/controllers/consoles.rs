@@ -25,6 +25,7 @@ use serde::Deserialize;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller, OriginCheck, check_origin};
+use crate::services::audit::{self, Target};
 use crate::services::consoles::{self, Admission, Refusal, external_to_wire, session_to_wire};
 use crate::services::vms::parse_vm_id;
 
@@ -254,7 +255,26 @@ pub async fn create_external(
     ApiJson(request): ApiJson<CreateExternalConsoleRequest>,
 ) -> Result<(StatusCode, Json<ExternalConsole>), ApiError> {
     caller.require_admin()?;
-    let console = consoles::create_external(&app, request).await?;
+    let name = request.name.clone();
+    let result = consoles::create_external(&app, request).await;
+    let target = result.as_ref().map_or(
+        Target {
+            kind: "external_console",
+            id: None,
+            name: Some(name),
+        },
+        |c| Target::new("external_console", c.id, &c.name),
+    );
+    audit::record(
+        &app,
+        (&caller).into(),
+        "external_console.create",
+        Some(target),
+        &result,
+        None,
+    )
+    .await;
+    let console = result?;
     tracing::info!(console = %console.name, by = %caller.user.username, "external console registered");
     Ok((StatusCode::CREATED, Json(console)))
 }
@@ -269,9 +289,23 @@ pub async fn delete_external(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
-    app.store
-        .delete_external_console(parse_external_id(&id)?)
-        .await?;
+    let id = parse_external_id(&id)?;
+    let result = app
+        .store
+        .delete_external_console(id)
+        .await
+        .map_err(ApiError::from);
+    let target = Target::new("external_console", id, "");
+    audit::record(
+        &app,
+        (&caller).into(),
+        "external_console.delete",
+        Some(target),
+        &result,
+        None,
+    )
+    .await;
+    result?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -287,9 +321,22 @@ pub async fn grant(
     Path((id, username)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (console, user) = grant_parts(&app, &caller, &id, &username).await?;
-    app.store
+    let result = app
+        .store
         .grant_external_console(console, user, app.clock.now_millis())
-        .await?;
+        .await
+        .map_err(ApiError::from);
+    let target = Target::new("external_console", console, "");
+    audit::record(
+        &app,
+        (&caller).into(),
+        "external_console.grant",
+        Some(target),
+        &result,
+        Some(username),
+    )
+    .await;
+    result?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -305,7 +352,22 @@ pub async fn revoke(
     Path((id, username)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (console, user) = grant_parts(&app, &caller, &id, &username).await?;
-    app.store.revoke_external_console(console, user).await?;
+    let result = app
+        .store
+        .revoke_external_console(console, user)
+        .await
+        .map_err(ApiError::from);
+    let target = Target::new("external_console", console, "");
+    audit::record(
+        &app,
+        (&caller).into(),
+        "external_console.revoke",
+        Some(target),
+        &result,
+        Some(username),
+    )
+    .await;
+    result?;
     Ok(StatusCode::NO_CONTENT)
 }
 

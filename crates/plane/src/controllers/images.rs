@@ -4,31 +4,65 @@ use axum::Json;
 use axum::extract::multipart::Field;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
-use porthole_api::{ErrorBody, Iso, Template};
+use porthole_api::{ApproveImageRequest, ErrorBody, Iso, Template};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::Caller;
+use crate::extract::{ApiJson, Caller};
+use crate::services::audit::{self, Target};
 use crate::services::images::{self, StagedFile, TemplateUpload, iso_to_wire, template_to_wire};
 
 /// Longest text field accepted in an upload form.
 const MAX_TEXT_FIELD: usize = 4096;
 
-/// Every template.
+/// The templates the caller may use: approved ones, or all for admins.
 #[utoipa::path(get, path = "/api/v1/templates", tag = "images", security(("bearer" = [])),
     responses((status = 200, body = Vec<Template>)))]
 pub async fn list_templates(
     State(app): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Json<Vec<Template>>, ApiError> {
     Ok(Json(
         app.store
             .templates()
             .await?
             .iter()
+            .filter(|t| t.approved || caller.is_admin())
             .map(template_to_wire)
             .collect(),
     ))
+}
+
+/// Approves a template for members, or withdraws it (admins).
+#[utoipa::path(patch, path = "/api/v1/templates/{name}", tag = "images",
+    security(("bearer" = [])), params(("name" = String, Path, description = "The template's name")),
+    request_body = ApproveImageRequest,
+    responses((status = 200, body = Template), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn approve_template(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<ApproveImageRequest>,
+) -> Result<Json<Template>, ApiError> {
+    images::approve_template(&app, &caller, &name, request.approved)
+        .await
+        .map(Json)
+}
+
+/// Approves an ISO for members, or withdraws it (admins).
+#[utoipa::path(patch, path = "/api/v1/isos/{name}", tag = "images",
+    security(("bearer" = [])), params(("name" = String, Path, description = "The ISO's name")),
+    request_body = ApproveImageRequest,
+    responses((status = 200, body = Iso), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn approve_iso(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<ApproveImageRequest>,
+) -> Result<Json<Iso>, ApiError> {
+    images::approve_iso(&app, &caller, &name, request.approved)
+        .await
+        .map(Json)
 }
 
 /// Imports a template (admins only). A `multipart/form-data` body with the parts `name`,
@@ -44,6 +78,24 @@ pub async fn import_template(
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<Template>), ApiError> {
     caller.require_admin()?;
+    let result = refuse_after_draining(receive_template(&app, &mut form).await, form).await;
+    let target = result
+        .as_ref()
+        .ok()
+        .map(|t| Target::new("template", t.id, &t.name));
+    audit::record(
+        &app,
+        (&caller).into(),
+        "template.import",
+        target,
+        &result,
+        None,
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(result?)))
+}
+
+async fn receive_template(app: &AppState, form: &mut Multipart) -> Result<Template, ApiError> {
     let mut upload = TemplateUpload {
         name: None,
         cmdline: None,
@@ -52,11 +104,11 @@ pub async fn import_template(
         kernel: None,
         initrd: None,
     };
-    while let Some(field) = next_field(&mut form).await? {
+    while let Some(field) = next_field(form).await? {
         match field.name().unwrap_or_default() {
             "name" => {
                 let name = text(field, "name").await?;
-                images::check_template_name(&app, &name).await?;
+                images::check_template_name(app, &name).await?;
                 upload.name = Some(name);
             }
             "cmdline" => upload.cmdline = Some(text(field, "cmdline").await?),
@@ -66,8 +118,34 @@ pub async fn import_template(
             other => return Err(unknown_part(other, "name, disk, kernel, initrd, cmdline")),
         }
     }
-    let template = images::finish_template_import(&app, upload).await?;
-    Ok((StatusCode::CREATED, Json(template)))
+    images::finish_template_import(app, upload).await
+}
+
+/// Most of a refused upload read (and dropped) before answering, so the client, still
+/// sending, gets to read the refusal instead of a broken connection.
+const MAX_DRAIN: usize = 256 * 1024 * 1024;
+
+/// Passes `result` on; if it is a refusal, first reads what is left of the upload (up to
+/// [`MAX_DRAIN`] bytes, for at most 30 s).
+async fn refuse_after_draining<T>(
+    result: Result<T, ApiError>,
+    mut form: Multipart,
+) -> Result<T, ApiError> {
+    if result.is_err() {
+        let drain = async {
+            let mut drained = 0;
+            while let Ok(Some(mut field)) = form.next_field().await {
+                while let Ok(Some(chunk)) = field.chunk().await {
+                    drained += chunk.len();
+                    if drained > MAX_DRAIN {
+                        return;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), drain).await;
+    }
+    result
 }
 
 async fn file(
@@ -89,19 +167,40 @@ pub async fn delete_template(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
-    images::delete_template(&app, &name).await?;
+    let result = images::delete_template(&app, &name).await;
+    let target = Target {
+        kind: "template",
+        id: None,
+        name: Some(name),
+    };
+    audit::record(
+        &app,
+        (&caller).into(),
+        "template.delete",
+        Some(target),
+        &result,
+        None,
+    )
+    .await;
+    result?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Every ISO.
+/// The ISOs the caller may boot: approved ones, or all for admins.
 #[utoipa::path(get, path = "/api/v1/isos", tag = "images", security(("bearer" = [])),
     responses((status = 200, body = Vec<Iso>)))]
 pub async fn list_isos(
     State(app): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Json<Vec<Iso>>, ApiError> {
     Ok(Json(
-        app.store.isos().await?.iter().map(iso_to_wire).collect(),
+        app.store
+            .isos()
+            .await?
+            .iter()
+            .filter(|iso| iso.approved || caller.is_admin())
+            .map(iso_to_wire)
+            .collect(),
     ))
 }
 
@@ -117,21 +216,30 @@ pub async fn import_iso(
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<Iso>), ApiError> {
     caller.require_admin()?;
+    let result = refuse_after_draining(receive_iso(&app, &mut form).await, form).await;
+    let target = result
+        .as_ref()
+        .ok()
+        .map(|i| Target::new("iso", i.id, &i.name));
+    audit::record(&app, (&caller).into(), "iso.import", target, &result, None).await;
+    Ok((StatusCode::CREATED, Json(result?)))
+}
+
+async fn receive_iso(app: &AppState, form: &mut Multipart) -> Result<Iso, ApiError> {
     let mut staging = app.images.stage()?;
     let (mut name, mut iso) = (None, None);
-    while let Some(field) = next_field(&mut form).await? {
+    while let Some(field) = next_field(form).await? {
         match field.name().unwrap_or_default() {
             "name" => {
                 let text = text(field, "name").await?;
-                images::check_iso_name(&app, &text).await?;
+                images::check_iso_name(app, &text).await?;
                 name = Some(text);
             }
             "iso" => iso = Some(staging.receive("iso", "image.iso", field).await?),
             other => return Err(unknown_part(other, "name, iso")),
         }
     }
-    let iso = images::finish_iso_import(&app, name, staging, iso).await?;
-    Ok((StatusCode::CREATED, Json(iso)))
+    images::finish_iso_import(app, name, staging, iso).await
 }
 
 /// Removes an ISO no VM uses (admins only).
@@ -144,7 +252,22 @@ pub async fn delete_iso(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
-    images::delete_iso(&app, &name).await?;
+    let result = images::delete_iso(&app, &name).await;
+    let target = Target {
+        kind: "iso",
+        id: None,
+        name: Some(name),
+    };
+    audit::record(
+        &app,
+        (&caller).into(),
+        "iso.delete",
+        Some(target),
+        &result,
+        None,
+    )
+    .await;
+    result?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,10 +1,13 @@
 //! HTTP handlers: parse the request, call a service, shape the reply. Nothing else.
 
+pub mod admin;
 pub mod assets;
 pub mod consoles;
+pub mod csrf;
 pub mod health;
 pub mod images;
 pub mod jobs;
+pub mod portal;
 pub mod session;
 pub mod users;
 pub mod vms;

@@ -1,7 +1,9 @@
 //! Logging in and out.
 
 use axum::Json;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use porthole_api::{ErrorBody, LoginRequest, LoginResponse};
 
@@ -12,9 +14,11 @@ use crate::services::auth;
 
 /// Exchanges a username and password for a bearer token.
 #[utoipa::path(post, path = "/api/v1/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "Too many attempts, or the account is locked")))]
 pub async fn login(
     State(app): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     auth::login(
@@ -22,6 +26,7 @@ pub async fn login(
         &request.username,
         &request.password,
         auth::TokenPurpose::Api,
+        Some(remote),
     )
     .await
     .map(Json)

@@ -5,7 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use porthole_api::{
-    CreateVmRequest, CreateVmResponse, ErrorBody, JobResponse, UpdateVmRequest, Vm,
+    CreateSnapshotRequest, CreateVmRequest, CreateVmResponse, ErrorBody, JobResponse,
+    UpdateVmRequest, Vm, VmSnapshot,
 };
 use porthole_core::Action;
 
@@ -83,6 +84,20 @@ pub async fn action(
     Ok((StatusCode::ACCEPTED, Json(JobResponse { job })))
 }
 
+/// Renews a VM: it now expires a full lifetime (`--vm-lifetime-days`) from now.
+#[utoipa::path(post, path = "/api/v1/vms/{id}/actions/renew", tag = "vms",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The VM's id")),
+    responses((status = 200, body = Vm), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn renew(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vm>, ApiError> {
+    vms::renew(&app, &caller, parse_vm_id(&id)?).await.map(Json)
+}
+
 /// Deletes a VM and every file it had, stopping it first if needed.
 #[utoipa::path(delete, path = "/api/v1/vms/{id}", tag = "vms", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "The VM's id")),
@@ -113,4 +128,80 @@ pub async fn console_output(
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         output,
     ))
+}
+
+/// The VM's snapshots.
+#[utoipa::path(get, path = "/api/v1/vms/{id}/snapshots", tag = "vms", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The VM's id")),
+    responses((status = 200, body = Vec<VmSnapshot>), (status = 404, body = ErrorBody)))]
+pub async fn snapshots(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<VmSnapshot>>, ApiError> {
+    vms::snapshots(&app, &caller, parse_vm_id(&id)?)
+        .await
+        .map(Json)
+}
+
+/// Takes a snapshot: with the guest's memory if it runs, of the disk if it is stopped.
+#[utoipa::path(post, path = "/api/v1/vms/{id}/snapshots", tag = "vms", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The VM's id")),
+    request_body = CreateSnapshotRequest,
+    responses((status = 202, body = JobResponse), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_snapshot(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<CreateSnapshotRequest>,
+) -> Result<(StatusCode, Json<JobResponse>), ApiError> {
+    let job = vms::snapshot_job(
+        &app,
+        &caller,
+        parse_vm_id(&id)?,
+        Action::Snapshot,
+        &request.name,
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(JobResponse { job })))
+}
+
+/// Goes back to a snapshot. A running VM can go back only to a snapshot with memory.
+#[utoipa::path(post, path = "/api/v1/vms/{id}/snapshots/{name}/rollback", tag = "vms",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The VM's id"),
+        ("name" = String, Path, description = "The snapshot")),
+    responses((status = 202, body = JobResponse), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn rollback_snapshot(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<JobResponse>), ApiError> {
+    let job = vms::snapshot_job(&app, &caller, parse_vm_id(&id)?, Action::Rollback, &name).await?;
+    Ok((StatusCode::ACCEPTED, Json(JobResponse { job })))
+}
+
+/// Deletes a snapshot.
+#[utoipa::path(delete, path = "/api/v1/vms/{id}/snapshots/{name}", tag = "vms",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The VM's id"),
+        ("name" = String, Path, description = "The snapshot")),
+    responses((status = 202, body = JobResponse), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn delete_snapshot(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<JobResponse>), ApiError> {
+    let job = vms::snapshot_job(
+        &app,
+        &caller,
+        parse_vm_id(&id)?,
+        Action::DeleteSnapshot,
+        &name,
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(JobResponse { job })))
 }

@@ -12,13 +12,17 @@ use axum::http::header::{
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use porthole_core::VmState;
-use porthole_store::consoles::{console_kind_str, parse_console_kind};
+use porthole_store::consoles::parse_console_kind;
 use serde::Deserialize;
 
-use crate::app::AppState;
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+
+use crate::app::{App, AppState};
+use crate::controllers::csrf::{self, CsrfForm};
 use crate::error::ApiError;
-use crate::extract::{Caller, OriginCheck, SESSION_COOKIE, check_origin, is_behind_tls};
+use crate::extract::{Caller, OriginCheck, SESSION_COOKIE, check_origin, cookie, is_behind_tls};
 use crate::services::auth::{self, TokenPurpose, WEB_SESSION_TTL};
 use crate::services::vms::{parse_vm_id, visible_vm};
 
@@ -28,7 +32,7 @@ const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; script-src 'sel
      frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// A signed-in user of the web UI; without one, the request is sent to the login page.
-pub struct WebUser(Caller);
+pub struct WebUser(pub Caller);
 
 impl FromRequestParts<AppState> for WebUser {
     type Rejection = Response;
@@ -48,7 +52,8 @@ impl FromRequestParts<AppState> for WebUser {
     }
 }
 
-fn encode(text: &str) -> String {
+/// Percent-encodes `text` for a URL query or path.
+pub(crate) fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
@@ -60,12 +65,13 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
-fn redirect(to: &str) -> Response {
+/// A 303 to `to`.
+pub(crate) fn redirect(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, to.to_owned())]).into_response()
 }
 
 /// A rendered page with porthole's security headers.
-fn page(status: StatusCode, template: &impl Template) -> Response {
+pub(crate) fn page(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => (
             status,
@@ -84,6 +90,49 @@ fn page(status: StatusCode, template: &impl Template) -> Response {
     }
 }
 
+/// What every page's frame needs: who is signed in, and the CSRF token for its forms.
+pub(crate) struct Chrome {
+    pub username: Option<String>,
+    pub is_admin: bool,
+    pub csrf: String,
+    /// What the last form did, or why it failed, shown once at the top of the page.
+    pub flash: Flash,
+}
+
+impl Chrome {
+    pub(crate) fn signed_in(app: &App, caller: &Caller) -> Self {
+        Self {
+            username: Some(caller.user.username.clone()),
+            is_admin: caller.is_admin(),
+            csrf: csrf::session_token(app, &caller.token_hash),
+            flash: Flash::default(),
+        }
+    }
+
+    /// With the message a form handler passed on in the query.
+    pub(crate) fn with(mut self, flash: Flash) -> Self {
+        self.flash = flash;
+        self
+    }
+}
+
+/// The outcome of the last form, carried in the redirect's query.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Flash {
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Back to `to` after a form: with `notice` if it worked, with the error if not.
+pub(crate) fn after<T>(to: &str, result: Result<T, ApiError>, notice: &str) -> Response {
+    let separator = if to.contains('?') { '&' } else { '?' };
+    match result {
+        Ok(_) => redirect(&format!("{to}{separator}notice={}", encode(notice))),
+        Err(e @ ApiError::Internal(_)) => e.into_response(),
+        Err(e) => redirect(&format!("{to}{separator}error={}", encode(&e.to_string()))),
+    }
+}
+
 /// Only local paths, so the login page cannot be used to send people elsewhere.
 fn safe_next(next: Option<&str>) -> String {
     match next {
@@ -97,7 +146,7 @@ fn safe_next(next: Option<&str>) -> String {
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage {
-    username: Option<String>,
+    chrome: Chrome,
     error: Option<String>,
     next: String,
     typed_username: String,
@@ -109,18 +158,64 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-/// `GET /login`.
-pub async fn login_page(axum::extract::Query(query): axum::extract::Query<NextQuery>) -> Response {
+/// `GET /login`: the form, bound to a fresh `porthole_login` cookie against CSRF.
+pub async fn login_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<NextQuery>,
+) -> Response {
     let next = safe_next(query.next.as_deref());
-    page(
-        StatusCode::OK,
+    login_form(&app, &headers, StatusCode::OK, None, next, String::new())
+}
+
+/// The login page with a fresh binding cookie.
+fn login_form(
+    app: &App,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<String>,
+    next: String,
+    typed_username: String,
+) -> Response {
+    let binding = auth::random_secret("");
+    let cookie = format!(
+        "{}={binding}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        csrf::LOGIN_COOKIE,
+        if secure_cookies(app, headers) {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    let chrome = Chrome {
+        username: None,
+        is_admin: false,
+        csrf: csrf::login_token(app, &binding),
+        flash: Flash::default(),
+    };
+    let mut response = page(
+        status,
         &LoginPage {
-            username: None,
-            error: None,
+            chrome,
+            error,
             next,
-            typed_username: String::new(),
+            typed_username,
         },
-    )
+    );
+    if let Ok(value) = cookie.parse() {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+    response
+}
+
+/// Whether cookies must be marked Secure: behind TLS, or with an https public URL.
+fn secure_cookies(app: &App, headers: &HeaderMap) -> bool {
+    is_behind_tls(headers)
+        || app
+            .config
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
 }
 
 /// The login form.
@@ -129,26 +224,36 @@ pub struct LoginForm {
     username: String,
     password: String,
     next: Option<String>,
+    #[serde(default)]
+    csrf: String,
 }
 
 /// `POST /login`: checks the password and sets the session cookie.
 pub async fn login(
     State(app): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
     if let OriginCheck::Foreign(_) = check_origin(app.config.public_url.as_deref(), &headers) {
         return ApiError::Forbidden("log in from porthole's own login page".into()).into_response();
     }
+    let binding = cookie(&headers, csrf::LOGIN_COOKIE).unwrap_or_default();
+    if !csrf::login_token_matches(&app, binding, &form.csrf) {
+        return csrf::refused().into_response();
+    }
     let next = safe_next(form.next.as_deref());
-    match auth::login(&app, &form.username, &form.password, TokenPurpose::Web).await {
+    let login = auth::login(
+        &app,
+        &form.username,
+        &form.password,
+        TokenPurpose::Web,
+        Some(remote),
+    )
+    .await;
+    match login {
         Ok(login) => {
-            let secure = is_behind_tls(&headers)
-                || app
-                    .config
-                    .public_url
-                    .as_deref()
-                    .is_some_and(|u| u.starts_with("https://"));
+            let secure = secure_cookies(&app, &headers);
             let cookie = format!(
                 "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
                 login.token,
@@ -161,21 +266,30 @@ pub async fn login(
             )
                 .into_response()
         }
-        Err(ApiError::Unauthorized(message)) => page(
-            StatusCode::UNAUTHORIZED,
-            &LoginPage {
-                username: None,
-                error: Some(message),
+        Err(e @ (ApiError::Unauthorized(_) | ApiError::TooManyRequests(_))) => {
+            let status = if matches!(e, ApiError::Unauthorized(_)) {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::TOO_MANY_REQUESTS
+            };
+            login_form(
+                &app,
+                &headers,
+                status,
+                Some(e.to_string()),
                 next,
-                typed_username: form.username,
-            },
-        ),
+                form.username,
+            )
+        }
         Err(other) => other.into_response(),
     }
 }
 
 /// `POST /logout`: revokes the session and clears the cookie.
-pub async fn logout(State(app): State<AppState>, WebUser(caller): WebUser) -> Response {
+pub async fn logout(
+    State(app): State<AppState>,
+    CsrfForm { caller, .. }: CsrfForm<serde::de::IgnoredAny>,
+) -> Response {
     if let Err(e) = auth::logout(&app, &caller.token_hash).await {
         return e.into_response();
     }
@@ -192,114 +306,10 @@ pub async fn root() -> Response {
     redirect("/vms")
 }
 
-/// A VM as the pages show it.
-struct VmView {
-    id: String,
-    name: String,
-    state: String,
-    cores: u32,
-    memory_mib: u64,
-    disk_gib: u64,
-    node: String,
-    owner: String,
-    consoles_open: bool,
-}
-
-impl VmView {
-    fn new(vm: &porthole_store::vms::VmRecord) -> Self {
-        Self {
-            id: vm.id.to_string(),
-            name: vm.name.to_string(),
-            state: vm.state.to_string(),
-            cores: vm.resources.cores,
-            memory_mib: vm.resources.memory_mib,
-            disk_gib: vm.resources.disk_gib,
-            node: vm.node.clone(),
-            owner: vm.owner.clone(),
-            consoles_open: matches!(vm.state, VmState::Running | VmState::Paused),
-        }
-    }
-}
-
-struct ExternalView {
-    id: String,
-    name: String,
-    kind: &'static str,
-    address: String,
-}
-
-#[derive(Template)]
-#[template(path = "home.html")]
-struct HomePage {
-    username: Option<String>,
-    is_admin: bool,
-    vms: Vec<VmView>,
-    externals: Vec<ExternalView>,
-}
-
-/// `GET /vms`: the user's VMs and consoles.
-pub async fn home(
-    State(app): State<AppState>,
-    WebUser(caller): WebUser,
-) -> Result<Response, ApiError> {
-    let owner = (!caller.is_admin()).then_some(caller.user.id);
-    let vms = app
-        .store
-        .vms(owner)
-        .await?
-        .iter()
-        .map(VmView::new)
-        .collect();
-    let externals = app
-        .store
-        .external_consoles(owner)
-        .await?
-        .into_iter()
-        .map(|c| ExternalView {
-            id: c.id.to_string(),
-            name: c.name,
-            kind: console_kind_str(c.protocol.console_kind()),
-            address: c.address,
-        })
-        .collect();
-    Ok(page(
-        StatusCode::OK,
-        &HomePage {
-            username: Some(caller.user.username.clone()),
-            is_admin: caller.is_admin(),
-            vms,
-            externals,
-        },
-    ))
-}
-
-#[derive(Template)]
-#[template(path = "vm.html")]
-struct VmPage {
-    username: Option<String>,
-    vm: VmView,
-}
-
-/// `GET /vms/{id}`.
-pub async fn vm(
-    State(app): State<AppState>,
-    WebUser(caller): WebUser,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let vm = visible_vm(&app, &caller, parse_vm_id(&id)?).await?;
-    Ok(page(
-        StatusCode::OK,
-        &VmPage {
-            username: Some(caller.user.username.clone()),
-            vm: VmView::new(&vm),
-        },
-    ))
-}
-
 #[derive(Template)]
 #[template(path = "console_vnc.html")]
 struct VncPage {
-    username: Option<String>,
+    chrome: Chrome,
     name: String,
     ticket_url: String,
 }
@@ -307,23 +317,22 @@ struct VncPage {
 #[derive(Template)]
 #[template(path = "console_serial.html")]
 struct SerialPage {
-    username: Option<String>,
+    chrome: Chrome,
     name: String,
     ticket_url: String,
 }
 
 fn console_page(
     kind: &str,
-    username: String,
+    chrome: Chrome,
     name: String,
     ticket_url: String,
 ) -> Result<Response, ApiError> {
-    let username = Some(username);
     match parse_console_kind(kind) {
         Some(porthole_core::ConsoleKind::Vnc) => Ok(page(
             StatusCode::OK,
             &VncPage {
-                username,
+                chrome,
                 name,
                 ticket_url,
             },
@@ -331,7 +340,7 @@ fn console_page(
         Some(porthole_core::ConsoleKind::Serial) => Ok(page(
             StatusCode::OK,
             &SerialPage {
-                username,
+                chrome,
                 name,
                 ticket_url,
             },
@@ -351,7 +360,7 @@ pub async fn vm_console(
     let vm = visible_vm(&app, &caller, parse_vm_id(&id)?).await?;
     console_page(
         &kind,
-        caller.user.username.clone(),
+        Chrome::signed_in(&app, &caller),
         vm.name.to_string(),
         format!("/api/v1/vms/{}/console", vm.id),
     )
@@ -379,7 +388,7 @@ pub async fn external_console(
     })?;
     console_page(
         &kind,
-        caller.user.username.clone(),
+        Chrome::signed_in(&app, &caller),
         console.name,
         format!("/api/v1/external-consoles/{id}/console"),
     )

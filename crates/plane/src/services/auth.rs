@@ -4,19 +4,24 @@
 //! shown once, and stored only as SHA-256 digests. A failed login costs the same time whether
 //! or not the user exists, so logins cannot be used to discover usernames.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use chrono::{DateTime, Utc};
-use porthole_api::{CreateUserRequest, LoginResponse, User};
-use porthole_core::{Role, UserId};
+use porthole_api::{ApiToken, CreateTokenRequest, CreateUserRequest, LoginResponse, User};
+use porthole_core::Role;
 use porthole_store::tokens::NewToken;
 use porthole_store::users::UserRecord;
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::services::audit::{self, Actor, Target};
 
 /// The first admin's username.
 pub const ADMIN: &str = "admin";
@@ -108,8 +113,25 @@ pub fn validate_password(password: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Checks that `email` looks like an address.
+pub fn validate_email(email: &str) -> Result<(), ApiError> {
+    let plausible = email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if plausible {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "email",
+            "must be an address like name@example.org",
+        ))
+    }
+}
+
 /// How long a web UI session lasts.
-pub const WEB_SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+pub const WEB_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
 /// What a login is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,28 +142,57 @@ pub enum TokenPurpose {
     Web,
 }
 
+/// Login attempts per client address in the last minute.
+#[derive(Debug, Default)]
+pub struct LoginThrottle {
+    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl LoginThrottle {
+    /// Counts an attempt from `address`; fails once it made more than `per_minute` in the
+    /// current minute.
+    fn attempt(&self, address: IpAddr, per_minute: u32) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.len() > 10_000 {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+        }
+        let (start, count) = windows.entry(address).or_insert((now, 0));
+        if now.duration_since(*start) >= Duration::from_secs(60) {
+            *start = now;
+            *count = 0;
+        }
+        *count += 1;
+        if *count > per_minute {
+            let wait = 60 - now.duration_since(*start).as_secs();
+            return Err(ApiError::TooManyRequests(format!(
+                "too many login attempts from {address}; try again in {wait} s"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Checks username and password and, if they match, mints a token for `purpose`.
+///
+/// Refused with 429: more than `--logins-per-minute` attempts from one address, or an
+/// account locked after `--login-max-failures` wrong passwords in a row (for
+/// `--login-lockout`). Every refusal and every lockout is audited.
 pub async fn login(
     app: &App,
     username: &str,
     password: &str,
     purpose: TokenPurpose,
+    remote: Option<SocketAddr>,
 ) -> Result<LoginResponse, ApiError> {
-    let user = app.store.user_by_name(username).await?;
-    let hash = user
-        .as_ref()
-        .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
-    let password = password.to_owned();
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .map_err(ApiError::internal)?;
-    let user = match user {
-        Some(user) if matches => user,
-        _ => {
-            tracing::info!(username, "login refused");
-            return Err(ApiError::Unauthorized("wrong username or password".into()));
-        }
+    let result = check_login(app, username, password, remote).await;
+    let actor = Actor {
+        user: result.as_ref().ok(),
+        name: username,
+        remote,
     };
+    audit::record(app, actor, "login", None, &result, None).await;
+    let user = result?;
     let token = random_secret("pht_");
     let now = app.clock.now();
     let (label, ttl) = match purpose {
@@ -163,22 +214,77 @@ pub async fn login(
     Ok(LoginResponse { token, expires_at })
 }
 
+/// The user whose password `password` is, unless throttled or locked.
+async fn check_login(
+    app: &App,
+    username: &str,
+    password: &str,
+    remote: Option<SocketAddr>,
+) -> Result<UserRecord, ApiError> {
+    let settings = &app.config.portal;
+    if let Some(remote) = remote {
+        app.login_throttle
+            .attempt(remote.ip(), settings.logins_per_minute_per_address)?;
+    }
+    let user = app.store.user_by_name(username).await?;
+    let now = app.clock.now_millis();
+    if let Some(until) = user
+        .as_ref()
+        .and_then(|u| u.locked_until)
+        .filter(|t| *t > now)
+    {
+        return Err(locked(until, now));
+    }
+    let hash = user
+        .as_ref()
+        .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
+    let password = password.to_owned();
+    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(ApiError::internal)?;
+    match user {
+        Some(user) if matches => {
+            if user.failed_logins > 0 || user.locked_until.is_some() {
+                app.store.record_login_success(user.id).await?;
+            }
+            Ok(user)
+        }
+        Some(user) => {
+            let lockout = i64::try_from(settings.lockout.as_millis()).unwrap_or(i64::MAX);
+            let locked_until = app
+                .store
+                .record_login_failure(user.id, now, settings.max_login_failures, lockout)
+                .await?;
+            tracing::info!(username, "login refused: wrong password");
+            match locked_until {
+                Some(until) => {
+                    tracing::warn!(username, "account locked after too many wrong passwords");
+                    Err(locked(until, now))
+                }
+                None => Err(ApiError::Unauthorized("wrong username or password".into())),
+            }
+        }
+        None => {
+            tracing::info!(username, "login refused: no such user");
+            Err(ApiError::Unauthorized("wrong username or password".into()))
+        }
+    }
+}
+
+fn locked(until: i64, now: i64) -> ApiError {
+    let minutes = ((until - now + 59_999) / 60_000).max(1);
+    ApiError::TooManyRequests(format!(
+        "this account is locked after too many wrong passwords; try again in {minutes} min, \
+         or ask an admin to unlock it"
+    ))
+}
+
 /// Creates an account.
 pub async fn create_user(app: &App, request: CreateUserRequest) -> Result<User, ApiError> {
     validate_username(&request.username)?;
     validate_password(&request.password)?;
     if let Some(email) = &request.email {
-        let plausible = email.len() <= 254
-            && email
-                .split_once('@')
-                .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
-            && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-        if !plausible {
-            return Err(ApiError::invalid(
-                "email",
-                "must be an address like name@example.org",
-            ));
-        }
+        validate_email(email)?;
     }
     let record = new_user(
         app,
@@ -188,7 +294,7 @@ pub async fn create_user(app: &App, request: CreateUserRequest) -> Result<User, 
         request.email,
     )
     .await?;
-    Ok(user_to_wire(&record))
+    user_view(app, &record).await
 }
 
 async fn new_user(
@@ -201,14 +307,7 @@ async fn new_user(
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
         .await
         .map_err(ApiError::internal)??;
-    let record = UserRecord {
-        id: UserId::random(),
-        username: username.to_owned(),
-        password_hash,
-        role,
-        email,
-        created_at: app.clock.now_millis(),
-    };
+    let record = UserRecord::new(username, password_hash, role, email, app.clock.now_millis());
     app.store.insert_user(&record).await?;
     Ok(record)
 }
@@ -239,14 +338,116 @@ pub async fn ensure_admin(app: &App) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// A user as the API shows it.
-pub fn user_to_wire(user: &UserRecord) -> User {
-    User {
+/// A user as the API shows it, with their limits and usage now.
+pub async fn user_view(app: &App, user: &UserRecord) -> Result<User, ApiError> {
+    let limits = app
+        .store
+        .limits(user.id, app.config.portal.default_limits)
+        .await?;
+    let now = app.clock.now_millis();
+    Ok(User {
         id: user.id,
         username: user.username.clone(),
         role: user.role,
         email: user.email.clone(),
+        limits,
+        limit_overrides: user.limits,
+        usage: app.store.usage(user.id).await?,
+        groups: app.store.groups_of(user.id).await?,
+        locked_until: user.locked_until.filter(|t| *t > now).map(from_millis),
+    })
+}
+
+/// The caller's tokens and web sessions.
+pub async fn tokens(app: &App, caller: &Caller) -> Result<Vec<ApiToken>, ApiError> {
+    Ok(app
+        .store
+        .tokens(caller.user.id, &caller.token_hash, app.clock.now_millis())
+        .await?
+        .into_iter()
+        .map(|t| ApiToken {
+            id: t.id,
+            label: t.label,
+            created_at: from_millis(t.created_at),
+            expires_at: from_millis(t.expires_at),
+            current: t.current,
+        })
+        .collect())
+}
+
+/// Mints a named API token for the caller, shown once.
+pub async fn create_token(
+    app: &App,
+    caller: &Caller,
+    request: CreateTokenRequest,
+) -> Result<LoginResponse, ApiError> {
+    let label = request.label.trim().to_owned();
+    if label.is_empty() || label.chars().count() > 100 || label.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "label",
+            "must be 1 to 100 printable characters",
+        ));
     }
+    let ttl = match request.days {
+        None => app.config.token_ttl,
+        Some(days @ 1..=365) => Duration::from_secs(u64::from(days) * 86_400),
+        Some(days) => {
+            return Err(ApiError::invalid(
+                "days",
+                format!("must be 1 to 365, got {days}"),
+            ));
+        }
+    };
+    let token = random_secret("pht_");
+    let now = app.clock.now();
+    let expires_at = now + ttl;
+    let id = uuid::Uuid::new_v4();
+    let result = app
+        .store
+        .insert_token(&NewToken {
+            id,
+            user_id: caller.user.id,
+            token_hash: token_hash(&token),
+            label: label.clone(),
+            created_at: now.timestamp_millis(),
+            expires_at: expires_at.timestamp_millis(),
+        })
+        .await
+        .map_err(ApiError::from);
+    let target = Target::new("token", id, &label);
+    audit::record(
+        app,
+        caller.into(),
+        "token.create",
+        Some(target),
+        &result,
+        None,
+    )
+    .await;
+    result?;
+    Ok(LoginResponse { token, expires_at })
+}
+
+/// Revokes one of the caller's tokens or sessions.
+pub async fn revoke_token(app: &App, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    let id: uuid::Uuid = id
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("no token has the id {id:?}")))?;
+    let result = app
+        .store
+        .delete_token_by_id(caller.user.id, id)
+        .await
+        .map_err(ApiError::from);
+    audit::record(
+        app,
+        caller.into(),
+        "token.revoke",
+        Some(Target::new("token", id, "")),
+        &result,
+        None,
+    )
+    .await;
+    result
 }
 
 /// Revokes the token with `token_hash`.

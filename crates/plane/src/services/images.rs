@@ -30,6 +30,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::services::audit::{self, Target};
 use crate::services::auth::from_millis;
 
 /// Largest upload accepted for one file.
@@ -300,6 +302,7 @@ pub async fn finish_template_import(
         initrd_sha256: upload.initrd.map(|i| i.sha256),
         cmdline: upload.cmdline,
         created_at: app.clock.now_millis(),
+        approved: false,
     };
     let dir = app.images.template_dir(record.id);
     upload.staging.commit(&dir)?;
@@ -332,6 +335,7 @@ pub async fn finish_iso_import(
         file_size: iso.size,
         sha256: iso.sha256,
         created_at: app.clock.now_millis(),
+        approved: false,
     };
     let dest = app.images.iso_path(record.id);
     std::fs::rename(&iso.path, &dest).map_err(|e| io_error(&dest, e))?;
@@ -409,7 +413,87 @@ pub async fn ensure_demo_template(app: &App, guest: &Path) -> Result<(), ApiErro
         kernel: Some(kernel),
         initrd: Some(initrd),
     };
-    finish_template_import(app, upload).await.map(drop)
+    let template = finish_template_import(app, upload).await?;
+    // The demo exists for everyone to try.
+    app.store
+        .set_template_approved(TemplateId::from(template.id), true)
+        .await?;
+    Ok(())
+}
+
+/// Lets members use a template, or stops them (admins).
+pub async fn approve_template(
+    app: &App,
+    caller: &Caller,
+    name: &str,
+    approved: bool,
+) -> Result<Template, ApiError> {
+    caller.require_admin()?;
+    let template = app
+        .store
+        .template_by_name(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no template called {name:?}")))?;
+    let result = app
+        .store
+        .set_template_approved(template.id, approved)
+        .await
+        .map_err(ApiError::from);
+    let action = if approved {
+        "template.approve"
+    } else {
+        "template.unapprove"
+    };
+    audit::record(
+        app,
+        caller.into(),
+        action,
+        Some(Target::new("template", template.id, name)),
+        &result,
+        None,
+    )
+    .await;
+    result?;
+    Ok(template_to_wire(&TemplateRecord {
+        approved,
+        ..template
+    }))
+}
+
+/// Lets members boot an ISO, or stops them (admins).
+pub async fn approve_iso(
+    app: &App,
+    caller: &Caller,
+    name: &str,
+    approved: bool,
+) -> Result<Iso, ApiError> {
+    caller.require_admin()?;
+    let iso = app
+        .store
+        .iso_by_name(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no ISO called {name:?}")))?;
+    let result = app
+        .store
+        .set_iso_approved(iso.id, approved)
+        .await
+        .map_err(ApiError::from);
+    let action = if approved {
+        "iso.approve"
+    } else {
+        "iso.unapprove"
+    };
+    audit::record(
+        app,
+        caller.into(),
+        action,
+        Some(Target::new("iso", iso.id, name)),
+        &result,
+        None,
+    )
+    .await;
+    result?;
+    Ok(iso_to_wire(&IsoRecord { approved, ..iso }))
 }
 
 /// A template as the API shows it.
@@ -428,6 +512,7 @@ pub fn template_to_wire(t: &TemplateRecord) -> Template {
         }
         .into(),
         created_at: from_millis(t.created_at),
+        approved: t.approved,
     }
 }
 
@@ -439,6 +524,7 @@ pub fn iso_to_wire(iso: &IsoRecord) -> Iso {
         size: iso.file_size,
         sha256: iso.sha256.clone(),
         created_at: from_millis(iso.created_at),
+        approved: iso.approved,
     }
 }
 

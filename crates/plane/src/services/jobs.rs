@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, AppState};
 use crate::error::{ApiError, chain};
-use crate::services::vms::ShutdownParams;
+use crate::services::images::ImageLibrary;
+use crate::services::vms::{CreateParams, ShutdownParams, SnapshotParams, boot_order};
 
 /// How long a claimed job stays a worker's without renewal.
 pub const LEASE: Duration = Duration::from_secs(30);
@@ -161,7 +162,15 @@ async fn execute(
             }
         }
         kind => {
-            let result = power(driver.as_ref(), &vm, kind, &job.params, progress).await;
+            let result = power(
+                &app.images,
+                driver.as_ref(),
+                &vm,
+                kind,
+                &job.params,
+                progress,
+            )
+            .await;
             let settled = observe(driver.as_ref(), &vm).await;
             let outcome = match result {
                 Ok(()) => JobOutcome::Succeeded,
@@ -173,6 +182,7 @@ async fn execute(
 }
 
 async fn power(
+    images: &ImageLibrary,
     driver: &dyn Driver,
     vm: &VmRecord,
     kind: JobKind,
@@ -183,6 +193,11 @@ async fn power(
         JobKind::StartVm => {
             progress.update(0.2, "applying the VM's resources");
             match driver.resize(vm.id, vm.resources).await {
+                Ok(()) | Err(DriverError::Unsupported(_)) => {}
+                Err(e) => return Err(chain(&e)),
+            }
+            let cdrom = vm.cdrom_iso_id.map(|iso| images.iso_path(iso));
+            match driver.set_boot_media(vm.id, cdrom, boot_order(vm)).await {
                 Ok(()) | Err(DriverError::Unsupported(_)) => {}
                 Err(e) => return Err(chain(&e)),
             }
@@ -201,6 +216,25 @@ async fn power(
         JobKind::ResetVm => driver.reset(vm.id).await,
         JobKind::SuspendVm => driver.suspend(vm.id).await,
         JobKind::ResumeVm => driver.resume(vm.id).await,
+        JobKind::SnapshotVm | JobKind::RollbackVm | JobKind::DeleteSnapshot => {
+            let params: SnapshotParams =
+                serde_json::from_str(params).map_err(|e| format!("bad job parameters: {e}"))?;
+            let name = &params.name;
+            match kind {
+                JobKind::SnapshotVm => {
+                    progress.update(0.1, &format!("taking snapshot {name}"));
+                    driver.snapshot_create(vm.id, name).await
+                }
+                JobKind::RollbackVm => {
+                    progress.update(0.1, &format!("rolling back to {name}"));
+                    driver.snapshot_rollback(vm.id, name).await
+                }
+                _ => {
+                    progress.update(0.1, &format!("deleting snapshot {name}"));
+                    driver.snapshot_delete(vm.id, name).await
+                }
+            }
+        }
         JobKind::CreateVm | JobKind::DeleteVm => unreachable!("handled by execute"),
     };
     result.map_err(|e| chain(&e))
@@ -218,7 +252,10 @@ async fn create(
             return Err(format!("interrupted {} times", job.attempts - 1));
         }
         progress.update(0.05, "preparing");
-        let def = definition(app, vm).await.map_err(|e| e.to_string())?;
+        let mut def = definition(app, vm).await.map_err(|e| e.to_string())?;
+        let params: CreateParams =
+            serde_json::from_str(&job.params).map_err(|e| format!("bad job parameters: {e}"))?;
+        def.cloud_init = params.cloud_init;
         driver
             .create(
                 &def,
@@ -289,11 +326,16 @@ async fn definition(app: &App, vm: &VmRecord) -> Result<VmDefinition, ApiError> 
             )));
         }
     };
+    let cdrom = vm.cdrom_iso_id.map(|iso| app.images.iso_path(iso));
     Ok(VmDefinition {
         id: vm.id,
         name: vm.name.clone(),
         resources: vm.resources,
+        // An installer ISO boots first, a template's disk otherwise (as before boot orders).
+        boot_order: boot_order(vm),
         boot,
+        cloud_init: None,
+        cdrom,
     })
 }
 

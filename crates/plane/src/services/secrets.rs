@@ -10,10 +10,14 @@ use std::path::Path;
 use anyhow::Context;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
 
 /// The plane's sealing key.
 pub struct SecretBox {
     cipher: ChaCha20Poly1305,
+    /// A key for message authentication codes, derived from the sealing key.
+    mac_key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -44,7 +48,33 @@ impl SecretBox {
         };
         let cipher = ChaCha20Poly1305::new_from_slice(&key)
             .map_err(|_| anyhow::anyhow!("{} does not hold a 32-byte key", path.display()))?;
-        Ok(Self { cipher })
+        let mac_key: [u8; 32] = Sha256::new()
+            .chain_update(b"porthole mac key v1")
+            .chain_update(&key)
+            .finalize()
+            .into();
+        Ok(Self { cipher, mac_key })
+    }
+
+    /// An HMAC-SHA256 of `data` for `purpose`, hex-encoded: a value only this plane can make,
+    /// such as a CSRF token bound to a session.
+    pub fn mac(&self, purpose: &str, data: &str) -> String {
+        hex::encode(self.mac_bytes(purpose, data).finalize().into_bytes())
+    }
+
+    /// Whether `presented` is [`SecretBox::mac`] of `data` for `purpose`, compared in
+    /// constant time.
+    pub fn verify_mac(&self, purpose: &str, data: &str, presented: &str) -> bool {
+        hex::decode(presented)
+            .is_ok_and(|bytes| self.mac_bytes(purpose, data).verify_slice(&bytes).is_ok())
+    }
+
+    fn mac_bytes(&self, purpose: &str, data: &str) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.mac_key).expect("any key length");
+        mac.update(purpose.as_bytes());
+        mac.update(b"\0");
+        mac.update(data.as_bytes());
+        mac
     }
 
     /// Seals `secret` for the record named by `context`.
@@ -83,6 +113,21 @@ impl SecretBox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn macs_verify_only_for_the_same_purpose_data_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = SecretBox::open(&dir.path().join("a.key")).unwrap();
+        let mac = secrets.mac("csrf", "session-1");
+        assert_eq!(mac.len(), 64);
+        assert!(secrets.verify_mac("csrf", "session-1", &mac));
+        assert!(!secrets.verify_mac("csrf", "session-2", &mac));
+        assert!(!secrets.verify_mac("login", "session-1", &mac));
+        assert!(!secrets.verify_mac("csrf", "session-1", "not hex"));
+        assert!(!secrets.verify_mac("csrf", "session-1", ""));
+        let other = SecretBox::open(&dir.path().join("b.key")).unwrap();
+        assert!(!other.verify_mac("csrf", "session-1", &mac));
+    }
 
     #[test]
     fn seals_open_only_with_the_same_key_and_context() {

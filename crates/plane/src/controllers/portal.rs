@@ -1,0 +1,794 @@
+//! The self-service pages: my VMs with usage against limits, a VM's page (power, console,
+//! renew, edit, snapshots, delete), the create wizard, and the profile (SSH keys, API
+//! tokens). Every form posts with a CSRF token ([`CsrfForm`]) to a handler that calls the
+//! same service as the REST API, then redirects back with what happened.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use porthole_api::{
+    AddSshKeyRequest, CreateTokenRequest, CreateVmRequest, GuestLogin, UpdateVmRequest,
+};
+use porthole_core::{Action, Limits, Usage, VmState};
+use porthole_store::vms::VmRecord;
+use serde::Deserialize;
+
+use crate::app::{App, AppState};
+use crate::controllers::csrf::CsrfForm;
+use crate::controllers::web::{Chrome, Flash, WebUser, after, page};
+use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::services::auth::from_millis;
+use crate::services::vms::{self, boot_order, parse_vm_id, visible_vm};
+use crate::services::{auth, ssh_keys};
+
+/// One resource against its limit, drawn as a bar.
+pub(crate) struct Meter {
+    pub label: &'static str,
+    pub text: String,
+    /// 0 to 100.
+    pub percent: u64,
+    pub full: bool,
+}
+
+impl Meter {
+    pub(crate) fn new(label: &'static str, used: u64, limit: u64, unit: &str) -> Self {
+        let percent = used
+            .saturating_mul(100)
+            .checked_div(limit)
+            .map_or(100, |p| p.min(100));
+        Self {
+            label,
+            text: format!("{used} of {limit}{unit}"),
+            percent,
+            full: used >= limit,
+        }
+    }
+
+    /// Cores, memory and disk of `usage` against `limits`.
+    pub(crate) fn all(usage: Usage, limits: Limits) -> Vec<Meter> {
+        vec![
+            Meter::new("Cores", usage.cores, limits.cores, ""),
+            Meter::new("Memory", usage.memory_mib, limits.memory_mib, " MiB"),
+            Meter::new("Disk", usage.disk_gib, limits.disk_gib, " GiB"),
+        ]
+    }
+}
+
+/// A VM as the pages show it.
+pub(crate) struct VmView {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub cores: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    pub node: String,
+    pub owner: String,
+    pub source: String,
+    pub cdrom: String,
+    pub boot_cdrom: bool,
+    pub expires: String,
+    pub exempt: bool,
+    pub job: Option<String>,
+    pub consoles_open: bool,
+}
+
+impl VmView {
+    pub(crate) fn new(vm: &VmRecord) -> Self {
+        Self {
+            id: vm.id.to_string(),
+            name: vm.name.to_string(),
+            state: vm.state.to_string(),
+            cores: vm.resources.cores,
+            memory_mib: vm.resources.memory_mib,
+            disk_gib: vm.resources.disk_gib,
+            node: vm.node.clone(),
+            owner: vm.owner.clone(),
+            source: match (&vm.template_name, &vm.iso_name) {
+                (Some(t), _) => format!("template {t}"),
+                (None, Some(i)) => format!("ISO {i}"),
+                (None, None) => "—".into(),
+            },
+            cdrom: vm.cdrom_iso_name.clone().unwrap_or_default(),
+            boot_cdrom: boot_order(vm) == porthole_core::BootOrder::Cdrom,
+            expires: match (vm.expiry_exempt, vm.expires_at) {
+                (true, _) => "never (exempt)".into(),
+                (false, Some(at)) => from_millis(at).format("%Y-%m-%d %H:%M UTC").to_string(),
+                (false, None) => "never".into(),
+            },
+            exempt: vm.expiry_exempt,
+            job: vm.job_id.map(|j| j.to_string()),
+            consoles_open: matches!(vm.state, VmState::Running | VmState::Paused),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    chrome: Chrome,
+    meters: Vec<Meter>,
+    vms: Vec<VmView>,
+    externals: Vec<ExternalView>,
+}
+
+struct ExternalView {
+    id: String,
+    name: String,
+    kind: &'static str,
+    address: String,
+}
+
+/// `GET /vms`: the user's VMs (every VM for admins), their usage against their limits, and
+/// the other consoles granted to them.
+pub async fn home(
+    State(app): State<AppState>,
+    WebUser(caller): WebUser,
+    Query(flash): Query<Flash>,
+) -> Result<Response, ApiError> {
+    let owner = (!caller.is_admin()).then_some(caller.user.id);
+    let vms = app
+        .store
+        .vms(owner)
+        .await?
+        .iter()
+        .map(VmView::new)
+        .collect();
+    let externals = app
+        .store
+        .external_consoles(owner)
+        .await?
+        .into_iter()
+        .map(|c| ExternalView {
+            id: c.id.to_string(),
+            name: c.name,
+            kind: porthole_store::consoles::console_kind_str(c.protocol.console_kind()),
+            address: c.address,
+        })
+        .collect();
+    let me = auth::user_view(&app, &caller.user).await?;
+    Ok(page(
+        StatusCode::OK,
+        &HomePage {
+            chrome: Chrome::signed_in(&app, &caller).with(flash),
+            meters: Meter::all(me.usage, me.limits),
+            vms,
+            externals,
+        },
+    ))
+}
+
+/// An action button on the VM page.
+struct ActionButton {
+    action: &'static str,
+    label: &'static str,
+    primary: bool,
+}
+
+struct SnapshotView {
+    name: String,
+    taken: String,
+    memory: bool,
+}
+
+struct JobView {
+    kind: String,
+    state: String,
+    when: String,
+    error: String,
+}
+
+#[derive(Template)]
+#[template(path = "vm.html")]
+struct VmPage {
+    chrome: Chrome,
+    vm: VmView,
+    actions: Vec<ActionButton>,
+    snapshots: Vec<SnapshotView>,
+    can_snapshot: bool,
+    can_rollback: bool,
+    isos: Vec<String>,
+    jobs: Vec<JobView>,
+    lifetime_days: u64,
+}
+
+/// `GET /vms/{id}`.
+pub async fn vm(
+    State(app): State<AppState>,
+    WebUser(caller): WebUser,
+    Path(id): Path<String>,
+    Query(flash): Query<Flash>,
+) -> Result<Response, ApiError> {
+    let vm = visible_vm(&app, &caller, parse_vm_id(&id)?).await?;
+    let buttons = [
+        (Action::Start, "Start", true),
+        (Action::Shutdown, "Shut down", false),
+        (Action::Stop, "Power off", false),
+        (Action::Reset, "Reset", false),
+        (Action::Suspend, "Pause", false),
+        (Action::Resume, "Resume", true),
+    ];
+    let actions = buttons
+        .into_iter()
+        .filter(|(action, ..)| vm.job_id.is_none() && vm.state.after(*action).is_ok())
+        .map(|(action, label, primary)| ActionButton {
+            action: action.as_str(),
+            label,
+            primary,
+        })
+        .collect();
+    let snapshots = vms::snapshots(&app, &caller, vm.id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| SnapshotView {
+            name: s.name,
+            taken: s.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            memory: s.includes_memory,
+        })
+        .collect();
+    let isos = app
+        .store
+        .isos()
+        .await?
+        .into_iter()
+        .filter(|i| i.approved || caller.is_admin())
+        .map(|i| i.name)
+        .collect();
+    let jobs = app
+        .store
+        .recent_vm_jobs(vm.id, 8)
+        .await?
+        .into_iter()
+        .map(|j| JobView {
+            kind: j.kind.to_string(),
+            state: j.state.to_string(),
+            when: from_millis(j.created_at)
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string(),
+            error: j.error.unwrap_or_default(),
+        })
+        .collect();
+    let idle = vm.job_id.is_none();
+    Ok(page(
+        StatusCode::OK,
+        &VmPage {
+            chrome: Chrome::signed_in(&app, &caller).with(flash),
+            can_snapshot: idle && vm.state.after(Action::Snapshot).is_ok(),
+            can_rollback: idle && vm.state.after(Action::Rollback).is_ok(),
+            vm: VmView::new(&vm),
+            actions,
+            snapshots,
+            isos,
+            jobs,
+            lifetime_days: app.config.portal.vm_lifetime.as_secs() / 86_400,
+        },
+    ))
+}
+
+fn vm_path(id: &str) -> String {
+    format!("/vms/{}", crate::controllers::web::encode(id))
+}
+
+/// A power action's form.
+#[derive(Debug, Deserialize)]
+pub struct ActionForm {
+    action: String,
+}
+
+/// `POST /vms/{id}/action`.
+pub async fn action(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: CsrfForm<ActionForm>,
+) -> Response {
+    let result = async {
+        let action = vms::parse_action(&form.form.action)?;
+        vms::act(&app, &form.caller, parse_vm_id(&id)?, action).await
+    }
+    .await;
+    after(
+        &vm_path(&id),
+        result,
+        &format!("{} queued", form.form.action),
+    )
+}
+
+/// `POST /vms/{id}/renew`.
+pub async fn renew(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: CsrfForm<serde::de::IgnoredAny>,
+) -> Response {
+    let result = async { vms::renew(&app, &form.caller, parse_vm_id(&id)?).await }.await;
+    let notice = match &result {
+        Ok(vm) => format!(
+            "renewed: it now expires on {}",
+            vm.expires_at.map_or("never".into(), |t| t
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string())
+        ),
+        Err(_) => String::new(),
+    };
+    after(&vm_path(&id), result, &notice)
+}
+
+/// The edit form: empty fields keep their value.
+#[derive(Debug, Deserialize)]
+pub struct EditForm {
+    cores: String,
+    memory_mib: String,
+    disk_gib: String,
+    #[serde(default)]
+    cdrom: String,
+    #[serde(default)]
+    boot: String,
+}
+
+/// A number from a form field; empty means "unchanged".
+fn number<T: std::str::FromStr>(field: &'static str, text: &str) -> Result<Option<T>, ApiError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| ApiError::invalid(field, format!("{text:?} is not a whole number")))
+}
+
+/// `POST /vms/{id}/edit`.
+pub async fn edit(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: CsrfForm<EditForm>,
+) -> Response {
+    let result = async {
+        let id = parse_vm_id(&id)?;
+        let vm = visible_vm(&app, &form.caller, id).await?;
+        let fields = &form.form;
+        let keep = |value: Option<u64>, old: u64| value.filter(|v| *v != old);
+        let request = UpdateVmRequest {
+            cores: number::<u32>("cores", &fields.cores)?.filter(|c| *c != vm.resources.cores),
+            memory_mib: keep(
+                number("memory_mib", &fields.memory_mib)?,
+                vm.resources.memory_mib,
+            ),
+            disk_gib: keep(number("disk_gib", &fields.disk_gib)?, vm.resources.disk_gib),
+            expiry_exempt: None,
+            cdrom: (fields.cdrom != vm.cdrom_iso_name.clone().unwrap_or_default())
+                .then(|| fields.cdrom.clone()),
+            boot_order: match fields.boot.as_str() {
+                "cdrom" => Some(porthole_core::BootOrder::Cdrom),
+                "disk" => Some(porthole_core::BootOrder::Disk),
+                _ => None,
+            }
+            .filter(|o| *o != boot_order(&vm)),
+        };
+        if request.cores.is_none()
+            && request.memory_mib.is_none()
+            && request.disk_gib.is_none()
+            && request.cdrom.is_none()
+            && request.boot_order.is_none()
+        {
+            return Ok(());
+        }
+        vms::update(&app, &form.caller, id, request).await.map(drop)
+    }
+    .await;
+    after(
+        &vm_path(&id),
+        result,
+        "saved; cores, memory and boot media apply at the next start",
+    )
+}
+
+/// `POST /vms/{id}/exempt` (admins).
+#[derive(Debug, Deserialize)]
+pub struct ExemptForm {
+    exempt: String,
+}
+
+/// `POST /vms/{id}/exempt`.
+pub async fn exempt(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: CsrfForm<ExemptForm>,
+) -> Response {
+    let exempt = form.form.exempt == "on";
+    let result = async {
+        let request = UpdateVmRequest {
+            expiry_exempt: Some(exempt),
+            ..Default::default()
+        };
+        vms::update(&app, &form.caller, parse_vm_id(&id)?, request).await
+    }
+    .await;
+    let notice = if exempt {
+        "exempt from expiry"
+    } else {
+        "expires again"
+    };
+    after(&vm_path(&id), result, notice)
+}
+
+/// A snapshot form.
+#[derive(Debug, Deserialize)]
+pub struct SnapshotForm {
+    name: String,
+}
+
+/// `POST /vms/{id}/snapshots`.
+pub async fn snapshot(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: CsrfForm<SnapshotForm>,
+) -> Response {
+    snapshot_action(&app, &id, &form.caller, Action::Snapshot, &form.form.name).await
+}
+
+/// `POST /vms/{id}/snapshots/{name}/rollback`.
+pub async fn rollback(
+    State(app): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+    form: CsrfForm<serde::de::IgnoredAny>,
+) -> Response {
+    snapshot_action(&app, &id, &form.caller, Action::Rollback, &name).await
+}
+
+/// `POST /vms/{id}/snapshots/{name}/delete`.
+pub async fn delete_snapshot(
+    State(app): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+    form: CsrfForm<serde::de::IgnoredAny>,
+) -> Response {
+    snapshot_action(&app, &id, &form.caller, Action::DeleteSnapshot, &name).await
+}
+
+async fn snapshot_action(
+    app: &App,
+    id: &str,
+    caller: &Caller,
+    action: Action,
+    name: &str,
+) -> Response {
+    let result =
+        async { vms::snapshot_job(app, caller, parse_vm_id(id)?, action, name).await }.await;
+    let notice = match action {
+        Action::Snapshot => format!("taking snapshot {name}"),
+        Action::Rollback => format!("rolling back to {name}"),
+        _ => format!("deleting snapshot {name}"),
+    };
+    after(&vm_path(id), result, &notice)
+}
+
+/// The delete form: the VM's name, typed again.
+#[derive(Debug, Deserialize)]
+pub struct DeleteForm {
+    confirm: String,
+}
+
+/// `POST /vms/{id}/delete`.
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: CsrfForm<DeleteForm>,
+) -> Response {
+    let result = async {
+        let id = parse_vm_id(&id)?;
+        let vm = visible_vm(&app, &form.caller, id).await?;
+        if form.form.confirm.trim() != vm.name.as_str() {
+            return Err(ApiError::invalid(
+                "confirm",
+                format!("type the VM's name, {}, to delete it", vm.name),
+            ));
+        }
+        vms::act(&app, &form.caller, id, Action::Delete).await
+    }
+    .await;
+    // The VM's page follows the delete job, then goes to the list.
+    after(
+        &vm_path(&id),
+        result,
+        &format!("deleting {}", form.form.confirm.trim()),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "new_vm.html")]
+struct NewVmPage {
+    chrome: Chrome,
+    meters: Vec<Meter>,
+    templates: Vec<String>,
+    isos: Vec<String>,
+    keys: Vec<String>,
+    form: NewVmForm,
+    error: Option<String>,
+}
+
+/// The create wizard's fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct NewVmForm {
+    #[serde(default)]
+    name: String,
+    /// `template:NAME` or `iso:NAME`.
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    cores: String,
+    #[serde(default)]
+    memory_mib: String,
+    #[serde(default)]
+    disk_gib: String,
+    #[serde(default)]
+    guest_user: String,
+    #[serde(default)]
+    ssh_keys: String,
+}
+
+async fn new_vm_page(
+    app: &App,
+    caller: &Caller,
+    form: NewVmForm,
+    error: Option<String>,
+) -> Result<Response, ApiError> {
+    let me = auth::user_view(app, &caller.user).await?;
+    let templates = app
+        .store
+        .templates()
+        .await?
+        .into_iter()
+        .filter(|t| t.approved || caller.is_admin())
+        .map(|t| t.name)
+        .collect();
+    let isos = app
+        .store
+        .isos()
+        .await?
+        .into_iter()
+        .filter(|i| i.approved || caller.is_admin())
+        .map(|i| i.name)
+        .collect();
+    let keys = app
+        .store
+        .ssh_keys(caller.user.id)
+        .await?
+        .into_iter()
+        .map(|k| format!("{} ({})", k.name, k.fingerprint))
+        .collect();
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok(page(
+        status,
+        &NewVmPage {
+            chrome: Chrome::signed_in(app, caller),
+            meters: Meter::all(me.usage, me.limits),
+            templates,
+            isos,
+            keys,
+            form,
+            error,
+        },
+    ))
+}
+
+/// `GET /vms/new`: the create wizard.
+pub async fn new_vm(
+    State(app): State<AppState>,
+    WebUser(caller): WebUser,
+) -> Result<Response, ApiError> {
+    let form = NewVmForm {
+        cores: "1".into(),
+        memory_mib: "512".into(),
+        disk_gib: "1".into(),
+        ..Default::default()
+    };
+    new_vm_page(&app, &caller, form, None).await
+}
+
+#[derive(Template)]
+#[template(path = "created.html")]
+struct CreatedPage {
+    chrome: Chrome,
+    vm: VmView,
+    login: Option<GuestLogin>,
+}
+
+/// `POST /vms/new`: creates the VM and shows its guest login, once.
+pub async fn create(
+    State(app): State<AppState>,
+    form: CsrfForm<NewVmForm>,
+) -> Result<Response, ApiError> {
+    let CsrfForm { caller, form } = form;
+    let request = async {
+        let (template, iso) = match form.source.split_once(':') {
+            Some(("template", name)) => (Some(name.to_owned()), None),
+            Some(("iso", name)) => (None, Some(name.to_owned())),
+            _ => return Err(ApiError::invalid("template", "choose a template or an ISO")),
+        };
+        let ssh_keys: Vec<String> = form
+            .ssh_keys
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(CreateVmRequest {
+            name: form.name.trim().to_owned(),
+            template,
+            iso,
+            cores: number("cores", &form.cores)?.unwrap_or(1),
+            memory_mib: number("memory_mib", &form.memory_mib)?.unwrap_or(512),
+            disk_gib: number("disk_gib", &form.disk_gib)?.unwrap_or(1),
+            ssh_keys: (!ssh_keys.is_empty()).then_some(ssh_keys),
+            guest_user: Some(form.guest_user.trim().to_owned()).filter(|u| !u.is_empty()),
+        })
+    }
+    .await;
+    let created = match request {
+        Ok(request) => vms::create(&app, &caller, request).await,
+        Err(e) => Err(e),
+    };
+    match created {
+        Ok(created) => {
+            let vm = app
+                .store
+                .vm(created.vm.id)
+                .await?
+                .ok_or_else(|| ApiError::NotFound("the new VM vanished".into()))?;
+            Ok(page(
+                StatusCode::CREATED,
+                &CreatedPage {
+                    chrome: Chrome::signed_in(&app, &caller),
+                    vm: VmView::new(&vm),
+                    login: created.guest_login,
+                },
+            ))
+        }
+        Err(e @ ApiError::Internal(_)) => Err(e),
+        Err(e) => new_vm_page(&app, &caller, form, Some(e.to_string())).await,
+    }
+}
+
+struct KeyView {
+    id: String,
+    name: String,
+    fingerprint: String,
+}
+
+struct TokenView {
+    id: String,
+    label: String,
+    created: String,
+    expires: String,
+    current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "profile.html")]
+struct ProfilePage {
+    chrome: Chrome,
+    email: String,
+    role: String,
+    groups: String,
+    meters: Vec<Meter>,
+    keys: Vec<KeyView>,
+    tokens: Vec<TokenView>,
+    new_token: Option<String>,
+}
+
+async fn profile_page(
+    app: &App,
+    caller: &Caller,
+    flash: Flash,
+    new_token: Option<String>,
+) -> Result<Response, ApiError> {
+    let me = auth::user_view(app, &caller.user).await?;
+    let keys = ssh_keys::list(app, caller)
+        .await?
+        .into_iter()
+        .map(|k| KeyView {
+            id: k.id.to_string(),
+            name: k.name,
+            fingerprint: k.fingerprint,
+        })
+        .collect();
+    let when = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    let tokens = auth::tokens(app, caller)
+        .await?
+        .into_iter()
+        .map(|t| TokenView {
+            id: t.id.to_string(),
+            label: t.label,
+            created: when(t.created_at),
+            expires: when(t.expires_at),
+            current: t.current,
+        })
+        .collect();
+    Ok(page(
+        StatusCode::OK,
+        &ProfilePage {
+            chrome: Chrome::signed_in(app, caller).with(flash),
+            email: me.email.unwrap_or_default(),
+            role: me.role.as_str().to_owned(),
+            groups: me.groups.join(", "),
+            meters: Meter::all(me.usage, me.limits),
+            keys,
+            tokens,
+            new_token,
+        },
+    ))
+}
+
+/// `GET /profile`.
+pub async fn profile(
+    State(app): State<AppState>,
+    WebUser(caller): WebUser,
+    Query(flash): Query<Flash>,
+) -> Result<Response, ApiError> {
+    profile_page(&app, &caller, flash, None).await
+}
+
+/// The add-key form.
+#[derive(Debug, Deserialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    name: String,
+    public_key: String,
+}
+
+/// `POST /profile/ssh-keys`.
+pub async fn add_key(State(app): State<AppState>, form: CsrfForm<KeyForm>) -> Response {
+    let request = AddSshKeyRequest {
+        name: Some(form.form.name.trim().to_owned()).filter(|n| !n.is_empty()),
+        public_key: form.form.public_key.clone(),
+    };
+    let result = ssh_keys::add(&app, &form.caller, request).await;
+    after("/profile", result, "key added; new VMs accept it")
+}
+
+/// `POST /profile/ssh-keys/{id}/delete`.
+pub async fn delete_key(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: CsrfForm<serde::de::IgnoredAny>,
+) -> Response {
+    let result = ssh_keys::delete(&app, &form.caller, &id).await;
+    after("/profile", result, "key removed")
+}
+
+/// The new-token form.
+#[derive(Debug, Deserialize)]
+pub struct TokenForm {
+    label: String,
+}
+
+/// `POST /profile/tokens`: shows the new token once.
+pub async fn create_token(
+    State(app): State<AppState>,
+    form: CsrfForm<TokenForm>,
+) -> Result<Response, ApiError> {
+    let request = CreateTokenRequest {
+        label: form.form.label.clone(),
+        days: None,
+    };
+    match auth::create_token(&app, &form.caller, request).await {
+        Ok(token) => profile_page(&app, &form.caller, Flash::default(), Some(token.token)).await,
+        Err(e @ ApiError::Internal(_)) => Err(e),
+        Err(e) => Ok(after("/profile", Err::<(), _>(e), "")),
+    }
+}
+
+/// `POST /profile/tokens/{id}/revoke`.
+pub async fn revoke_token(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    form: CsrfForm<serde::de::IgnoredAny>,
+) -> Response {
+    let result = auth::revoke_token(&app, &form.caller, &id).await;
+    after("/profile", result, "revoked")
+}
