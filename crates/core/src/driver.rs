@@ -86,6 +86,8 @@ pub struct VmDefinition {
     /// First-boot configuration handed to the guest (a NoCloud seed for cloud-init), for VMs
     /// made from cloud images. Validate it with [`CloudInit::validate`].
     pub cloud_init: Option<CloudInit>,
+    /// The owner's username; nodes that group VMs by user (a Proxmox pool) use it.
+    pub owner: Option<String>,
     /// An ISO image in the VM's CD-ROM drive, such as an installer for a VM made from a
     /// template. For a [`BootMedia::Iso`] VM, `None` leaves its installer ISO in the drive.
     pub cdrom: Option<PathBuf>,
@@ -106,6 +108,8 @@ struct StoredDefinition {
     cdrom: Option<PathBuf>,
     #[serde(default)]
     boot_order: Option<BootOrder>,
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 impl From<StoredDefinition> for VmDefinition {
@@ -121,6 +125,7 @@ impl From<StoredDefinition> for VmDefinition {
             cloud_init: stored.cloud_init,
             cdrom: stored.cdrom,
             boot_order,
+            owner: stored.owner,
         }
     }
 }
@@ -167,6 +172,12 @@ pub enum BootMedia {
         /// The ISO image file.
         path: PathBuf,
     },
+    /// A clone of a template the node itself keeps, named in the node's own terms: a
+    /// Proxmox template VM's id, for example. Only nodes of that kind can use it.
+    NodeTemplate {
+        /// The node's name for the template.
+        reference: String,
+    },
 }
 
 impl BootMedia {
@@ -174,7 +185,7 @@ impl BootMedia {
     /// ISO, the disk for a template.
     pub fn default_boot_order(&self) -> BootOrder {
         match self {
-            BootMedia::Template { .. } => BootOrder::Disk,
+            BootMedia::Template { .. } | BootMedia::NodeTemplate { .. } => BootOrder::Disk,
             BootMedia::Iso { .. } => BootOrder::Cdrom,
         }
     }

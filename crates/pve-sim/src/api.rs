@@ -567,6 +567,9 @@ async fn resources(sim: &Sim, who: &Identity, params: &Params) -> ApiResult {
             if let Some(p) = &vm.pool {
                 m.insert("pool".into(), json!(p));
             }
+            if let Some(tags) = vm.config.get("tags") {
+                m.insert("tags".into(), json!(tags));
+            }
             out.push(Value::Object(m));
         }
     }

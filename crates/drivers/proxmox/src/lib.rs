@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod driver;
 pub mod error;
 pub mod lenient;
 pub mod permissions;
@@ -22,6 +23,7 @@ pub mod types;
 
 pub use auth::{ApiToken, Credentials, PasswordLogin, Secret, Ticket};
 pub use client::{Client, ClientBuilder, TaskWait, WebSocketTarget};
+pub use driver::ProxmoxDriver;
 pub use error::{Error, Result, Retry};
 pub use permissions::Permissions;
 pub use task::{TaskOutcome, TaskStatus, Upid};

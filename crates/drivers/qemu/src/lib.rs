@@ -349,6 +349,12 @@ impl Driver for QemuDriver {
                     image::create_overlay(disk, *format, &staged, size).await
                 }
                 BootMedia::Iso { .. } => image::create_blank(&staged, size).await,
+                BootMedia::NodeTemplate { reference } => {
+                    return Err(DriverError::BadImage(format!(
+                        "template {reference:?} belongs to another kind of node; a local QEMU node \
+                         clones only templates imported into porthole"
+                    )));
+                }
             }
             .map_err(|e| image_error("creating the disk", e))?;
             std::fs::rename(&staged, files.disk())

@@ -268,7 +268,7 @@ pub fn arguments(accel: Accel, files: &VmFiles, def: &VmDefinition) -> Vec<OsStr
     }
     let cdrom = match &def.boot {
         BootMedia::Iso { path, .. } => Some(def.cdrom.as_ref().unwrap_or(path)),
-        BootMedia::Template { .. } => def.cdrom.as_ref(),
+        BootMedia::Template { .. } | BootMedia::NodeTemplate { .. } => def.cdrom.as_ref(),
     };
     if let Some(cdrom) = cdrom {
         args.push("-drive").push(option(
@@ -373,6 +373,7 @@ mod tests {
             cloud_init: None,
             cdrom: None,
             boot_order: BootOrder::Disk,
+            owner: None,
         };
         let args = strings(&arguments(Accel::Tcg, &files, &def));
         let after = |flag: &str| {
@@ -431,6 +432,7 @@ mod tests {
             cloud_init: None,
             cdrom: None,
             boot_order: BootOrder::Disk,
+            owner: None,
         }
     }
 

@@ -336,6 +336,7 @@ async fn definition(app: &App, vm: &VmRecord) -> Result<VmDefinition, ApiError> 
         boot,
         cloud_init: None,
         cdrom,
+        owner: Some(vm.owner.clone()),
     })
 }
 

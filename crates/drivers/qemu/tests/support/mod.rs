@@ -177,6 +177,7 @@ pub fn guest_definition(cloud_init: Option<CloudInit>) -> VmDefinition {
         cloud_init,
         cdrom: None,
         boot_order: BootOrder::Disk,
+        owner: None,
     }
 }
 

@@ -1,0 +1,345 @@
+//! porthole's `Driver` for a Proxmox VE cluster, on top of [`Client`].
+//!
+//! - A porthole VM is a PVE VM tagged `porthole-<uuid>`: the tag, found through
+//!   `/cluster/resources`, maps porthole's id to PVE's node and VMID, so nothing else has to
+//!   remember the mapping and a VM moved between PVE nodes is still found.
+//! - Create clones a PVE template VM (`BootMedia::NodeTemplate`, its VMID) onto the node with
+//!   the most free memory (Proxstar's rule) unless one is pinned: a linked clone on the
+//!   template's own node, a full clone elsewhere. The VM goes into a pool named after its
+//!   owner, made on first use.
+//! - Every change is a PVE task, followed to its end; `OK` and `WARNINGS: n` succeed.
+//!
+//! Consoles (vncproxy and termproxy through the gateway) come next.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use porthole_core::driver::{BootMedia, Driver, DriverError, PowerState, Progress, VmDefinition};
+use porthole_core::{Resources, VmId};
+
+use crate::client::{Client, TaskWait};
+use crate::error::Error;
+use crate::task::{TaskOutcome, Upid};
+use crate::types::{
+    CloneRequest, CreatePoolRequest, NodeState, PowerAction, QemuConfigUpdate, VmRunState,
+};
+
+/// How long any one PVE task may take before the driver gives up on it.
+const TASK_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The tag that marks a PVE VM as porthole's VM `id`.
+pub fn tag(id: VmId) -> String {
+    format!("porthole-{id}")
+}
+
+/// Where a porthole VM lives in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Located {
+    node: String,
+    vmid: u32,
+}
+
+/// Drives VMs on one Proxmox VE cluster.
+#[derive(Debug, Clone)]
+pub struct ProxmoxDriver {
+    client: Client,
+    pinned_node: Option<String>,
+}
+
+impl ProxmoxDriver {
+    /// A driver over `client`, placing new VMs on `pinned_node` if given, else on the node
+    /// with the most free memory.
+    pub fn new(client: Client, pinned_node: Option<String>) -> Self {
+        Self {
+            client,
+            pinned_node,
+        }
+    }
+
+    /// The PVE node and VMID of porthole's VM `id`, if the cluster has it.
+    async fn locate(&self, id: VmId) -> Result<Option<Located>, DriverError> {
+        let tag = tag(id);
+        let vms = self
+            .client
+            .cluster_vms()
+            .await
+            .map_err(|e| failed("find the VM", e))?;
+        Ok(vms
+            .into_iter()
+            .find(|vm| {
+                vm.tags
+                    .as_deref()
+                    .is_some_and(|tags| tags.split([';', ',', ' ']).any(|t| t == tag))
+            })
+            .map(|vm| Located {
+                node: vm.node,
+                vmid: vm.vmid,
+            }))
+    }
+
+    async fn require(&self, id: VmId) -> Result<Located, DriverError> {
+        self.locate(id).await?.ok_or(DriverError::NotFound(id))
+    }
+
+    /// Follows `upid` to its end.
+    async fn finish(&self, operation: &'static str, upid: Upid) -> Result<(), DriverError> {
+        let wait = TaskWait {
+            interval: Duration::from_millis(250),
+            timeout: TASK_TIMEOUT,
+        };
+        match self.client.wait_task(&upid, wait).await {
+            Ok(TaskOutcome::Ok | TaskOutcome::Warnings(_)) => Ok(()),
+            Ok(TaskOutcome::Failed(message)) => Err(DriverError::Hypervisor { operation, message }),
+            Err(e) => Err(failed(operation, e)),
+        }
+    }
+
+    async fn power(
+        &self,
+        id: VmId,
+        action: PowerAction,
+        operation: &'static str,
+    ) -> Result<(), DriverError> {
+        let at = self.require(id).await?;
+        let upid = self
+            .client
+            .power(&at.node, at.vmid, action)
+            .await
+            .map_err(|e| failed(operation, e))?;
+        self.finish(operation, upid).await
+    }
+
+    /// The node new VMs go to.
+    async fn placement(&self) -> Result<String, DriverError> {
+        if let Some(node) = &self.pinned_node {
+            return Ok(node.clone());
+        }
+        let nodes = self
+            .client
+            .nodes()
+            .await
+            .map_err(|e| failed("list nodes", e))?;
+        nodes
+            .into_iter()
+            .filter(|n| n.status == NodeState::Online)
+            .max_by_key(|n| n.free_memory().unwrap_or(0))
+            .map(|n| n.node)
+            .ok_or_else(|| DriverError::Unreachable("no Proxmox node is online".into()))
+    }
+
+    /// Makes sure pool `pool` exists.
+    async fn ensure_pool(&self, pool: &str) -> Result<(), DriverError> {
+        let pools = self
+            .client
+            .pools()
+            .await
+            .map_err(|e| failed("list pools", e))?;
+        if pools.iter().any(|p| p.poolid == pool) {
+            return Ok(());
+        }
+        let request = CreatePoolRequest {
+            poolid: pool.to_owned(),
+            comment: Some("porthole: VMs of this user".into()),
+        };
+        match self.client.create_pool(&request).await {
+            Ok(()) => Ok(()),
+            // Made by someone else meanwhile.
+            Err(e) if e.to_string().contains("already exists") => Ok(()),
+            Err(e) => Err(failed("create the pool", e)),
+        }
+    }
+}
+
+/// A PVE failure as a driver error: unreachable and timed-out calls keep their retry
+/// meaning; anything else is the hypervisor's refusal.
+fn failed(operation: &'static str, error: Error) -> DriverError {
+    match error {
+        Error::Connect { .. } | Error::Transport { .. } => {
+            DriverError::Unreachable(error.to_string())
+        }
+        Error::TaskTimeout { .. } => DriverError::Timeout {
+            operation,
+            seconds: TASK_TIMEOUT.as_secs(),
+        },
+        other => DriverError::Hypervisor {
+            operation,
+            message: other.to_string(),
+        },
+    }
+}
+
+#[async_trait]
+impl Driver for ProxmoxDriver {
+    fn kind(&self) -> &'static str {
+        "proxmox"
+    }
+
+    async fn create(&self, def: &VmDefinition, progress: &dyn Progress) -> Result<(), DriverError> {
+        let BootMedia::NodeTemplate { reference } = &def.boot else {
+            return Err(DriverError::BadImage(
+                "a Proxmox node clones its own template VMs; give the template's VMID".into(),
+            ));
+        };
+        let template: u32 = reference
+            .parse()
+            .map_err(|_| DriverError::BadImage(format!("{reference:?} is not a Proxmox VMID")))?;
+        // A create is re-run after a crash: a VM already tagged is this one.
+        if self.locate(def.id).await?.is_some() {
+            return Ok(());
+        }
+        progress.update(0.05, "finding the template");
+        let source = self
+            .client
+            .cluster_vms()
+            .await
+            .map_err(|e| failed("find the template", e))?
+            .into_iter()
+            .find(|vm| vm.vmid == template && vm.template)
+            .ok_or_else(|| {
+                DriverError::BadImage(format!("VMID {template} is not a template on this cluster"))
+            })?;
+        let target = self.placement().await?;
+        let pool = def.owner.clone();
+        if let Some(pool) = &pool {
+            self.ensure_pool(pool).await?;
+        }
+        progress.update(0.1, &format!("cloning template {template} onto {target}"));
+        let (vmid, upid) = self
+            .client
+            .with_fresh_vmid(5, |vmid| {
+                let mut request = CloneRequest::new(vmid);
+                request.name = Some(def.name.to_string());
+                request.pool = pool.clone();
+                // A linked clone needs the template's node; elsewhere, copy the disks.
+                request.full = Some(target != source.node);
+                if target != source.node {
+                    request.target = Some(target.clone());
+                }
+                let client = self.client.clone();
+                let node = source.node.clone();
+                async move {
+                    client
+                        .clone_qemu(&node, template, &request)
+                        .await
+                        .map(|u| (vmid, u))
+                }
+            })
+            .await
+            .map_err(|e| failed("clone", e))?;
+        self.finish("clone", upid).await?;
+        progress.update(0.7, "applying cores, memory and the porthole tag");
+        let update = QemuConfigUpdate {
+            cores: Some(def.resources.cores),
+            memory: Some(def.resources.memory_mib),
+            tags: Some(tag(def.id)),
+            description: Some(format!("porthole VM {} ({})", def.name, def.id)),
+            ..QemuConfigUpdate::default()
+        };
+        self.client
+            .set_qemu_config(&target, vmid, &update)
+            .await
+            .map_err(|e| failed("configure", e))
+    }
+
+    async fn start(&self, vm: VmId) -> Result<(), DriverError> {
+        if self.status(vm).await? == PowerState::Running {
+            return Ok(());
+        }
+        self.power(vm, PowerAction::Start, "start").await
+    }
+
+    async fn stop(&self, vm: VmId) -> Result<(), DriverError> {
+        if self.status(vm).await? == PowerState::Stopped {
+            return Ok(());
+        }
+        self.power(vm, PowerAction::Stop, "stop").await
+    }
+
+    async fn shutdown(&self, vm: VmId, timeout: Duration) -> Result<(), DriverError> {
+        if self.status(vm).await? == PowerState::Stopped {
+            return Ok(());
+        }
+        let asked =
+            tokio::time::timeout(timeout, self.power(vm, PowerAction::Shutdown, "shutdown")).await;
+        if !matches!(asked, Ok(Ok(()))) || self.status(vm).await? != PowerState::Stopped {
+            tracing::info!(%vm, "guest ignored ACPI shutdown; stopping it");
+            return self.power(vm, PowerAction::Stop, "stop").await;
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, vm: VmId) -> Result<(), DriverError> {
+        self.power(vm, PowerAction::Reset, "reset").await
+    }
+
+    async fn suspend(&self, vm: VmId) -> Result<(), DriverError> {
+        self.power(vm, PowerAction::Suspend, "suspend").await
+    }
+
+    async fn resume(&self, vm: VmId) -> Result<(), DriverError> {
+        self.power(vm, PowerAction::Resume, "resume").await
+    }
+
+    async fn delete(&self, vm: VmId) -> Result<(), DriverError> {
+        let Some(at) = self.locate(vm).await? else {
+            return Ok(());
+        };
+        self.stop(vm).await?;
+        let upid = self
+            .client
+            .delete_qemu(&at.node, at.vmid)
+            .await
+            .map_err(|e| failed("delete", e))?;
+        self.finish("delete", upid).await
+    }
+
+    async fn status(&self, vm: VmId) -> Result<PowerState, DriverError> {
+        let at = self.require(vm).await?;
+        let status = self
+            .client
+            .qemu_status(&at.node, at.vmid)
+            .await
+            .map_err(|e| failed("read the status", e))?;
+        Ok(match status.status {
+            VmRunState::Running if status.is_paused() => PowerState::Paused,
+            VmRunState::Running => PowerState::Running,
+            _ => PowerState::Stopped,
+        })
+    }
+
+    async fn inventory(&self) -> Result<Vec<(VmId, PowerState)>, DriverError> {
+        let vms = self
+            .client
+            .cluster_vms()
+            .await
+            .map_err(|e| failed("list VMs", e))?;
+        let mut out = Vec::new();
+        for vm in vms {
+            let id = vm.tags.as_deref().and_then(|tags| {
+                tags.split([';', ',', ' '])
+                    .find_map(|t| t.strip_prefix("porthole-")?.parse::<VmId>().ok())
+            });
+            if let Some(id) = id {
+                let power = match vm.status {
+                    VmRunState::Running => PowerState::Running,
+                    _ => PowerState::Stopped,
+                };
+                out.push((id, power));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn resize(&self, vm: VmId, resources: Resources) -> Result<(), DriverError> {
+        let at = self.require(vm).await?;
+        let update = QemuConfigUpdate {
+            cores: Some(resources.cores),
+            memory: Some(resources.memory_mib),
+            ..QemuConfigUpdate::default()
+        };
+        self.client
+            .set_qemu_config(&at.node, at.vmid, &update)
+            .await
+            .map_err(|e| failed("resize", e))
+    }
+}
