@@ -77,7 +77,7 @@ try {
     // Its console shows the guest.
     await page.click('#open-serial');
     await page.waitForURL(/console\/serial$/);
-    await page.waitForFunction(() => document.querySelector('#terminal')?.textContent.includes('porthole-guest ready'), null, { timeout: 60_000 });
+    await page.waitForFunction(() => document.querySelector('#terminal')?.textContent.includes('porthole-guest ready'), null, { timeout: 120_000 });
     const screen = await page.locator('#terminal').textContent();
     say({ console: screen.match(/porthole-guest cloud-init:[^\n]*?keys=\d+/)?.[0] ?? screen.slice(-500) });
     await snap('console');
@@ -95,10 +95,10 @@ try {
     say({ refused: await page.locator('.flash.error').textContent() });
     await page.fill('#confirm', name);
     await page.click('#delete button[type=submit]');
-    await page.waitForSelector('#job');
-    say({ deleting: await notice() });
-    // The page follows the delete job, then shows the list without the VM.
-    await page.waitForURL(/\/vms\?notice=deleted/, { timeout: 60_000 });
+    // The VM's page follows the delete job (it may be over at once), then shows the list
+    // without the VM.
+    await page.waitForURL(/\/vms\?notice=deleted/, { timeout: 120_000 });
+    say({ deleted: await notice() });
     if (await page.locator(`#vms a:has-text("${name}")`).count()) throw new Error(`${name} is still listed`);
     await snap('deleted');
   } else {

@@ -211,6 +211,22 @@ async fn sessions_use_strict_http_only_cookies_and_origin_checks() {
         .await
         .unwrap();
 
+    // A VM page whose VM is gone (say, its delete finished first) sends the user to the list.
+    let gone = porthole_core::VmId::random();
+    for (query, to) in [
+        ("?notice=deleting%20web", "/vms?notice=deleted"),
+        ("", "/vms?error=that+VM+does+not+exist+(any+more)"),
+    ] {
+        let page = http
+            .get(format!("{}/vms/{gone}{query}", server.url))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::SEE_OTHER);
+        assert_eq!(page.headers()[LOCATION], to);
+    }
+
     // Logging out ends the session; the form must carry its token.
     let logout = |csrf: &str| {
         http.post(format!("{}/logout", server.url))

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::app::{App, AppState};
 use crate::controllers::csrf::CsrfForm;
-use crate::controllers::web::{Chrome, Flash, WebUser, after, page};
+use crate::controllers::web::{Chrome, Flash, WebUser, after, page, redirect};
 use crate::error::ApiError;
 use crate::extract::Caller;
 use crate::services::auth::from_millis;
@@ -201,7 +201,22 @@ pub async fn vm(
     Path(id): Path<String>,
     Query(flash): Query<Flash>,
 ) -> Result<Response, ApiError> {
-    let vm = visible_vm(&app, &caller, parse_vm_id(&id)?).await?;
+    let vm = match visible_vm(&app, &caller, parse_vm_id(&id)?).await {
+        Ok(vm) => vm,
+        // A delete can finish before its page loads; either way, the list is where to go.
+        Err(ApiError::NotFound(_)) => {
+            let deleted = flash
+                .notice
+                .as_deref()
+                .is_some_and(|n| n.starts_with("deleting"));
+            return Ok(if deleted {
+                redirect("/vms?notice=deleted")
+            } else {
+                redirect("/vms?error=that+VM+does+not+exist+(any+more)")
+            });
+        }
+        Err(e) => return Err(e),
+    };
     let buttons = [
         (Action::Start, "Start", true),
         (Action::Shutdown, "Shut down", false),
