@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 
 use crate::error::taken_as;
 use crate::users::{UserRecord, user_columns};
-use crate::{Millis, Store, StoreError, count_column, enum_column, id_column, to_db};
+use crate::{Millis, Store, StoreError, changed, count_column, enum_column, id_column, to_db};
 
 /// What a console ticket or session is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -431,10 +431,7 @@ impl Store {
             .bind(id.to_string())
             .execute(&self.pool)
             .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound("external console"));
-        }
-        Ok(())
+        changed(&result, StoreError::NotFound("external console"))
     }
 
     /// Lets `user` open `console`. Granting twice is fine.

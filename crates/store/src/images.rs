@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::error::{in_use_as, taken_as};
-use crate::{Millis, Store, StoreError, count_column, enum_column, id_column, to_db};
+use crate::{Millis, Store, StoreError, changed, count_column, enum_column, id_column, to_db};
 
 /// A template as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,10 +193,7 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(in_use_as("template"))?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound("template"));
-        }
-        Ok(())
+        changed(&result, StoreError::NotFound("template"))
     }
 
     /// Adds an ISO. A name that exists already is [`StoreError::Taken`].
@@ -262,10 +259,7 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(in_use_as("ISO"))?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound("ISO"));
-        }
-        Ok(())
+        changed(&result, StoreError::NotFound("ISO"))
     }
 }
 
@@ -280,10 +274,7 @@ async fn set_approved(
         .bind(id)
         .execute(&store.pool)
         .await?;
-    if result.rows_affected() == 0 {
-        return Err(StoreError::NotFound("image"));
-    }
-    Ok(())
+    changed(&result, StoreError::NotFound("image"))
 }
 
 #[cfg(test)]

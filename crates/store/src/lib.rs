@@ -135,6 +135,16 @@ fn count_column(row: &AnyRow, column: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} = {value} is negative")))
 }
 
+/// `Ok` if the statement changed a row, else `missing`: the row was not there, or no longer
+/// matched the statement's conditions.
+fn changed(result: &sqlx::any::AnyQueryResult, missing: StoreError) -> Result<(), StoreError> {
+    if result.rows_affected() == 0 {
+        Err(missing)
+    } else {
+        Ok(())
+    }
+}
+
 /// Converts a count for storage; counts beyond `i64::MAX` cannot occur after validation.
 fn to_db(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)

@@ -12,7 +12,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::error::{StoreError, taken_as};
-use crate::{Millis, Store, count_column, id_column, to_db};
+use crate::{Millis, Store, changed, count_column, id_column, to_db};
 
 /// What a write adds to its owner's usage, and the default limits.
 #[derive(Clone, Copy, Debug)]
@@ -255,14 +255,10 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound(if table == "users" {
-                "user"
-            } else {
-                "group"
-            }));
-        }
-        Ok(())
+        changed(
+            &result,
+            StoreError::NotFound(if table == "users" { "user" } else { "group" }),
+        )
     }
 
     /// Removes a group; its members keep their accounts.
@@ -271,10 +267,7 @@ impl Store {
             .bind(group.to_string())
             .execute(&self.pool)
             .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound("group"));
-        }
-        Ok(())
+        changed(&result, StoreError::NotFound("group"))
     }
 
     /// Adds `user` to `group`; adding a member again changes nothing.

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::error::taken_as;
-use crate::{Millis, Store, StoreError, id_column};
+use crate::{Millis, Store, StoreError, changed, id_column};
 
 /// A stored key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,9 +77,6 @@ impl Store {
             .bind(user.to_string())
             .execute(&self.pool)
             .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound("SSH key"));
-        }
-        Ok(())
+        changed(&result, StoreError::NotFound("SSH key"))
     }
 }

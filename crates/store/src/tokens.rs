@@ -4,7 +4,7 @@
 use porthole_core::UserId;
 
 use crate::users::{UserRecord, user_columns};
-use crate::{Millis, Store, StoreError};
+use crate::{Millis, Store, StoreError, changed};
 
 /// A new token to store.
 #[derive(Clone, Debug)]
@@ -79,10 +79,7 @@ impl Store {
             .bind(user.to_string())
             .execute(&self.pool)
             .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound("token"));
-        }
-        Ok(())
+        changed(&result, StoreError::NotFound("token"))
     }
 
     /// Stores `token`.

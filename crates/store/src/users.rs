@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 
 use crate::error::taken_as;
 use crate::quotas::overrides_from_row;
-use crate::{Millis, Store, StoreError, count_column, enum_column, id_column};
+use crate::{Millis, Store, StoreError, changed, count_column, enum_column, id_column};
 
 /// A user as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,10 +177,7 @@ impl Store {
         .bind(user.to_string())
         .execute(&self.pool)
         .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound("user"));
-        }
-        Ok(())
+        changed(&result, StoreError::NotFound("user"))
     }
 
     /// The user called `username`, if any.

@@ -12,7 +12,8 @@ use sqlx::any::AnyRow;
 
 use crate::quotas::{QuotaRequest, admit_in};
 use crate::{
-    Millis, Store, StoreError, count_column, enum_column, id_column, optional_id_column, to_db,
+    Millis, Store, StoreError, changed, count_column, enum_column, id_column, optional_id_column,
+    to_db,
 };
 
 /// A VM as stored, with its owner's username.
@@ -195,10 +196,7 @@ impl Store {
         .bind(id.to_string())
         .execute(&self.pool)
         .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::Stale("VM"));
-        }
-        Ok(())
+        changed(&result, StoreError::Stale("VM"))
     }
 
     /// Sets the ISO in VM `id`'s CD-ROM drive and what boots first, if no job holds it.
@@ -222,10 +220,7 @@ impl Store {
         .bind(id.to_string())
         .execute(&self.pool)
         .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::Stale("VM"));
-        }
-        Ok(())
+        changed(&result, StoreError::Stale("VM"))
     }
 
     /// Exempts VM `id` from expiry, or makes it expire again.
@@ -242,10 +237,7 @@ impl Store {
                 .bind(id.to_string())
                 .execute(&self.pool)
                 .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound("VM"));
-        }
-        Ok(())
+        changed(&result, StoreError::NotFound("VM"))
     }
 
     /// Changes a VM's resources, if no job holds it, its state is still `seen`, and `quota`

@@ -96,17 +96,38 @@ impl ProxmoxDriver {
 
     async fn power(
         &self,
-        id: VmId,
+        at: &Located,
         action: PowerAction,
         operation: &'static str,
     ) -> Result<(), DriverError> {
-        let at = self.require(id).await?;
         let upid = self
             .client
             .power(&at.node, at.vmid, action)
             .await
             .map_err(|e| failed(operation, e))?;
         self.finish(operation, upid).await
+    }
+
+    /// What PVE says about the VM at `at`.
+    async fn power_state(&self, at: &Located) -> Result<PowerState, DriverError> {
+        let status = self
+            .client
+            .qemu_status(&at.node, at.vmid)
+            .await
+            .map_err(|e| failed("read the status", e))?;
+        Ok(match status.status {
+            VmRunState::Running if status.is_paused() => PowerState::Paused,
+            VmRunState::Running => PowerState::Running,
+            _ => PowerState::Stopped,
+        })
+    }
+
+    /// Stops the VM at `at`, unless it is stopped.
+    async fn stop_at(&self, at: &Located) -> Result<(), DriverError> {
+        if self.power_state(at).await? == PowerState::Stopped {
+            return Ok(());
+        }
+        self.power(at, PowerAction::Stop, "stop").await
     }
 
     /// The node new VMs go to.
@@ -242,49 +263,51 @@ impl Driver for ProxmoxDriver {
     }
 
     async fn start(&self, vm: VmId) -> Result<(), DriverError> {
-        if self.status(vm).await? == PowerState::Running {
+        let at = self.require(vm).await?;
+        if self.power_state(&at).await? == PowerState::Running {
             return Ok(());
         }
-        self.power(vm, PowerAction::Start, "start").await
+        self.power(&at, PowerAction::Start, "start").await
     }
 
     async fn stop(&self, vm: VmId) -> Result<(), DriverError> {
-        if self.status(vm).await? == PowerState::Stopped {
-            return Ok(());
-        }
-        self.power(vm, PowerAction::Stop, "stop").await
+        self.stop_at(&self.require(vm).await?).await
     }
 
     async fn shutdown(&self, vm: VmId, timeout: Duration) -> Result<(), DriverError> {
-        if self.status(vm).await? == PowerState::Stopped {
+        let at = self.require(vm).await?;
+        if self.power_state(&at).await? == PowerState::Stopped {
             return Ok(());
         }
         let asked =
-            tokio::time::timeout(timeout, self.power(vm, PowerAction::Shutdown, "shutdown")).await;
-        if !matches!(asked, Ok(Ok(()))) || self.status(vm).await? != PowerState::Stopped {
+            tokio::time::timeout(timeout, self.power(&at, PowerAction::Shutdown, "shutdown")).await;
+        if !matches!(asked, Ok(Ok(()))) || self.power_state(&at).await? != PowerState::Stopped {
             tracing::info!(%vm, "guest ignored ACPI shutdown; stopping it");
-            return self.power(vm, PowerAction::Stop, "stop").await;
+            return self.power(&at, PowerAction::Stop, "stop").await;
         }
         Ok(())
     }
 
     async fn reset(&self, vm: VmId) -> Result<(), DriverError> {
-        self.power(vm, PowerAction::Reset, "reset").await
+        self.power(&self.require(vm).await?, PowerAction::Reset, "reset")
+            .await
     }
 
     async fn suspend(&self, vm: VmId) -> Result<(), DriverError> {
-        self.power(vm, PowerAction::Suspend, "suspend").await
+        self.power(&self.require(vm).await?, PowerAction::Suspend, "suspend")
+            .await
     }
 
     async fn resume(&self, vm: VmId) -> Result<(), DriverError> {
-        self.power(vm, PowerAction::Resume, "resume").await
+        self.power(&self.require(vm).await?, PowerAction::Resume, "resume")
+            .await
     }
 
     async fn delete(&self, vm: VmId) -> Result<(), DriverError> {
         let Some(at) = self.locate(vm).await? else {
             return Ok(());
         };
-        self.stop(vm).await?;
+        self.stop_at(&at).await?;
         let upid = self
             .client
             .delete_qemu(&at.node, at.vmid)
@@ -294,17 +317,7 @@ impl Driver for ProxmoxDriver {
     }
 
     async fn status(&self, vm: VmId) -> Result<PowerState, DriverError> {
-        let at = self.require(vm).await?;
-        let status = self
-            .client
-            .qemu_status(&at.node, at.vmid)
-            .await
-            .map_err(|e| failed("read the status", e))?;
-        Ok(match status.status {
-            VmRunState::Running if status.is_paused() => PowerState::Paused,
-            VmRunState::Running => PowerState::Running,
-            _ => PowerState::Stopped,
-        })
+        self.power_state(&self.require(vm).await?).await
     }
 
     async fn inventory(&self) -> Result<Vec<(VmId, PowerState)>, DriverError> {

@@ -265,16 +265,15 @@ pub async fn create_external(
         },
         |c| Target::new("external_console", c.id, &c.name),
     );
-    audit::record(
+    let console = audit::recorded(
         &app,
         (&caller).into(),
         "external_console.create",
         Some(target),
-        &result,
         None,
+        result,
     )
-    .await;
-    let console = result?;
+    .await?;
     tracing::info!(console = %console.name, by = %caller.user.username, "external console registered");
     Ok((StatusCode::CREATED, Json(console)))
 }
@@ -290,22 +289,17 @@ pub async fn delete_external(
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
     let id = parse_external_id(&id)?;
-    let result = app
-        .store
-        .delete_external_console(id)
-        .await
-        .map_err(ApiError::from);
+    let result = app.store.delete_external_console(id).await;
     let target = Target::new("external_console", id, "");
-    audit::record(
+    audit::recorded(
         &app,
         (&caller).into(),
         "external_console.delete",
         Some(target),
-        &result,
         None,
+        result,
     )
-    .await;
-    result?;
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -324,19 +318,17 @@ pub async fn grant(
     let result = app
         .store
         .grant_external_console(console, user, app.clock.now_millis())
-        .await
-        .map_err(ApiError::from);
+        .await;
     let target = Target::new("external_console", console, "");
-    audit::record(
+    audit::recorded(
         &app,
         (&caller).into(),
         "external_console.grant",
         Some(target),
-        &result,
         Some(username),
+        result,
     )
-    .await;
-    result?;
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -352,22 +344,17 @@ pub async fn revoke(
     Path((id, username)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let (console, user) = grant_parts(&app, &caller, &id, &username).await?;
-    let result = app
-        .store
-        .revoke_external_console(console, user)
-        .await
-        .map_err(ApiError::from);
+    let result = app.store.revoke_external_console(console, user).await;
     let target = Target::new("external_console", console, "");
-    audit::record(
+    audit::recorded(
         &app,
         (&caller).into(),
         "external_console.revoke",
         Some(target),
-        &result,
         Some(username),
+        result,
     )
-    .await;
-    result?;
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -83,16 +83,16 @@ pub async fn import_template(
         .as_ref()
         .ok()
         .map(|t| Target::new("template", t.id, &t.name));
-    audit::record(
+    let created = audit::recorded(
         &app,
         (&caller).into(),
         "template.import",
         target,
-        &result,
         None,
+        result,
     )
-    .await;
-    Ok((StatusCode::CREATED, Json(result?)))
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 async fn receive_template(app: &AppState, form: &mut Multipart) -> Result<Template, ApiError> {
@@ -173,16 +173,15 @@ pub async fn delete_template(
         id: None,
         name: Some(name),
     };
-    audit::record(
+    audit::recorded(
         &app,
         (&caller).into(),
         "template.delete",
         Some(target),
-        &result,
         None,
+        result,
     )
-    .await;
-    result?;
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -221,8 +220,9 @@ pub async fn import_iso(
         .as_ref()
         .ok()
         .map(|i| Target::new("iso", i.id, &i.name));
-    audit::record(&app, (&caller).into(), "iso.import", target, &result, None).await;
-    Ok((StatusCode::CREATED, Json(result?)))
+    let created =
+        audit::recorded(&app, (&caller).into(), "iso.import", target, None, result).await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 async fn receive_iso(app: &AppState, form: &mut Multipart) -> Result<Iso, ApiError> {
@@ -258,16 +258,15 @@ pub async fn delete_iso(
         id: None,
         name: Some(name),
     };
-    audit::record(
+    audit::recorded(
         &app,
         (&caller).into(),
         "iso.delete",
         Some(target),
-        &result,
         None,
+        result,
     )
-    .await;
-    result?;
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -234,7 +234,7 @@ pub async fn vm(
             primary,
         })
         .collect();
-    let snapshots = vms::snapshots(&app, &caller, vm.id)
+    let snapshots = vms::snapshots_of(&app, &vm)
         .await
         .unwrap_or_default()
         .into_iter()

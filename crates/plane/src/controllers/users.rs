@@ -55,16 +55,16 @@ pub async fn create(
         },
         |u| Target::new("user", u.id, &u.username),
     );
-    audit::record(
+    let created = audit::recorded(
         &app,
         (&caller).into(),
         "user.create",
         Some(target),
-        &result,
         Some(format!("role={}", role.as_str())),
+        result,
     )
-    .await;
-    Ok((StatusCode::CREATED, Json(result?)))
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// One account (admins, or the user themself).

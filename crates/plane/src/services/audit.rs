@@ -104,6 +104,21 @@ pub async fn record<T>(
     }
 }
 
+/// Records `result` as [`record`] does and passes it on, as an [`ApiError`], so a call
+/// site can audit and return in one step.
+pub async fn recorded<T, E: Into<ApiError>>(
+    app: &App,
+    actor: Actor<'_>,
+    action: &str,
+    target: Option<Target>,
+    detail: Option<String>,
+    result: Result<T, E>,
+) -> Result<T, ApiError> {
+    let result = result.map_err(Into::into);
+    record(app, actor, action, target, &result, detail).await;
+    result
+}
+
 /// An audit record as the API shows it.
 pub fn to_wire(record: &AuditRecord) -> AuditEntry {
     AuditEntry {

@@ -412,19 +412,17 @@ pub async fn create_token(
             created_at: now.timestamp_millis(),
             expires_at: expires_at.timestamp_millis(),
         })
-        .await
-        .map_err(ApiError::from);
+        .await;
     let target = Target::new("token", id, &label);
-    audit::record(
+    audit::recorded(
         app,
         caller.into(),
         "token.create",
         Some(target),
-        &result,
         None,
+        result,
     )
-    .await;
-    result?;
+    .await?;
     Ok(LoginResponse { token, expires_at })
 }
 
@@ -433,21 +431,16 @@ pub async fn revoke_token(app: &App, caller: &Caller, id: &str) -> Result<(), Ap
     let id: uuid::Uuid = id
         .parse()
         .map_err(|_| ApiError::NotFound(format!("no token has the id {id:?}")))?;
-    let result = app
-        .store
-        .delete_token_by_id(caller.user.id, id)
-        .await
-        .map_err(ApiError::from);
-    audit::record(
+    let result = app.store.delete_token_by_id(caller.user.id, id).await;
+    audit::recorded(
         app,
         caller.into(),
         "token.revoke",
         Some(Target::new("token", id, "")),
-        &result,
         None,
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 /// Revokes the token with `token_hash`.

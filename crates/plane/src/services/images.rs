@@ -434,26 +434,21 @@ pub async fn approve_template(
         .template_by_name(name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no template called {name:?}")))?;
-    let result = app
-        .store
-        .set_template_approved(template.id, approved)
-        .await
-        .map_err(ApiError::from);
+    let result = app.store.set_template_approved(template.id, approved).await;
     let action = if approved {
         "template.approve"
     } else {
         "template.unapprove"
     };
-    audit::record(
+    audit::recorded(
         app,
         caller.into(),
         action,
         Some(Target::new("template", template.id, name)),
-        &result,
         None,
+        result,
     )
-    .await;
-    result?;
+    .await?;
     Ok(template_to_wire(&TemplateRecord {
         approved,
         ..template
@@ -473,26 +468,21 @@ pub async fn approve_iso(
         .iso_by_name(name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no ISO called {name:?}")))?;
-    let result = app
-        .store
-        .set_iso_approved(iso.id, approved)
-        .await
-        .map_err(ApiError::from);
+    let result = app.store.set_iso_approved(iso.id, approved).await;
     let action = if approved {
         "iso.approve"
     } else {
         "iso.unapprove"
     };
-    audit::record(
+    audit::recorded(
         app,
         caller.into(),
         action,
         Some(Target::new("iso", iso.id, name)),
-        &result,
         None,
+        result,
     )
-    .await;
-    result?;
+    .await?;
     Ok(iso_to_wire(&IsoRecord { approved, ..iso }))
 }
 

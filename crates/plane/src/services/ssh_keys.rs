@@ -119,16 +119,15 @@ pub async fn add(
         |k| Target::new("ssh_key", k.id, &k.name),
     );
     let detail = result.as_ref().ok().map(|k| k.fingerprint.clone());
-    audit::record(
+    audit::recorded(
         app,
         caller.into(),
         "ssh_key.add",
         Some(target),
-        &result,
         detail,
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 async fn add_key(
@@ -182,21 +181,16 @@ pub async fn delete(app: &App, caller: &Caller, id: &str) -> Result<(), ApiError
     let id: SshKeyId = id
         .parse()
         .map_err(|_| ApiError::NotFound(format!("no SSH key has the id {id:?}")))?;
-    let result = app
-        .store
-        .delete_ssh_key(caller.user.id, id)
-        .await
-        .map_err(ApiError::from);
-    audit::record(
+    let result = app.store.delete_ssh_key(caller.user.id, id).await;
+    audit::recorded(
         app,
         caller.into(),
         "ssh_key.delete",
         Some(Target::new("ssh_key", id, "")),
-        &result,
         None,
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 #[cfg(test)]

@@ -82,22 +82,17 @@ pub async fn set_user_limits(
     caller.require_admin()?;
     let user = find_user(app, username).await?;
     let limits = overrides(&request)?;
-    let result = app
-        .store
-        .set_user_limits(user.id, limits)
-        .await
-        .map_err(ApiError::from);
+    let result = app.store.set_user_limits(user.id, limits).await;
     let target = Target::new("user", user.id, &user.username);
-    audit::record(
+    audit::recorded(
         app,
         caller.into(),
         "user.limits",
         Some(target),
-        &result,
         Some(describe(&limits)),
+        result,
     )
-    .await;
-    result?;
+    .await?;
     show(app, caller, username).await
 }
 
@@ -148,8 +143,7 @@ pub async fn update(
             password_hash.as_deref(),
             request.unlock,
         )
-        .await
-        .map_err(ApiError::from);
+        .await;
     let mut changed = Vec::new();
     if let Some(role) = request.role {
         changed.push(format!("role={}", role.as_str()));
@@ -164,16 +158,15 @@ pub async fn update(
         changed.push("unlocked".to_owned());
     }
     let target = Target::new("user", user.id, &user.username);
-    audit::record(
+    audit::recorded(
         app,
         caller.into(),
         "user.update",
         Some(target),
-        &result,
         Some(changed.join(" ")),
+        result,
     )
-    .await;
-    result?;
+    .await?;
     show(app, caller, username).await
 }
 
@@ -218,18 +211,17 @@ pub async fn create_group(
         members: Vec::new(),
         created_at: app.clock.now_millis(),
     };
-    let result = app.store.insert_group(&group).await.map_err(ApiError::from);
+    let result = app.store.insert_group(&group).await;
     let target = Target::new("group", group.id, &group.name);
-    audit::record(
+    audit::recorded(
         app,
         caller.into(),
         "group.create",
         Some(target),
-        &result,
         None,
+        result,
     )
-    .await;
-    result?;
+    .await?;
     Ok(group_to_wire(&group))
 }
 
@@ -237,22 +229,17 @@ pub async fn create_group(
 pub async fn delete_group(app: &App, caller: &Caller, name: &str) -> Result<(), ApiError> {
     caller.require_admin()?;
     let group = find_group(app, name).await?;
-    let result = app
-        .store
-        .delete_group(group.id)
-        .await
-        .map_err(ApiError::from);
+    let result = app.store.delete_group(group.id).await;
     let target = Target::new("group", group.id, &group.name);
-    audit::record(
+    audit::recorded(
         app,
         caller.into(),
         "group.delete",
         Some(target),
-        &result,
         None,
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 /// Sets a group's limits (admins).
@@ -265,22 +252,17 @@ pub async fn set_group_limits(
     caller.require_admin()?;
     let group = find_group(app, name).await?;
     let limits = overrides(&request)?;
-    let result = app
-        .store
-        .set_group_limits(group.id, limits)
-        .await
-        .map_err(ApiError::from);
+    let result = app.store.set_group_limits(group.id, limits).await;
     let target = Target::new("group", group.id, &group.name);
-    audit::record(
+    audit::recorded(
         app,
         caller.into(),
         "group.limits",
         Some(target),
-        &result,
         Some(describe(&limits)),
+        result,
     )
-    .await;
-    result?;
+    .await?;
     Ok(group_to_wire(&find_group(app, name).await?))
 }
 
@@ -315,15 +297,14 @@ pub async fn set_member(
         "group.remove_member"
     };
     let target = Target::new("group", group.id, &group.name);
-    audit::record(
+    audit::recorded(
         app,
         caller.into(),
         action,
         Some(target),
-        &result,
         Some(username.to_owned()),
+        result,
     )
-    .await;
-    result?;
+    .await?;
     Ok(group_to_wire(&find_group(app, name).await?))
 }

@@ -124,16 +124,15 @@ pub async fn create(
             name: Some(name),
         },
     };
-    audit::record(
+    audit::recorded(
         app,
         caller.into(),
         "vm.create",
         Some(target),
-        &result,
         Some(detail),
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 async fn create_vm(
@@ -558,7 +557,6 @@ async fn update_vm(
         change_resources(app, &vm, new).await?;
     }
     if (cdrom, order) != (vm.cdrom_iso_id, vm.boot_order) {
-        refuse_if_busy(&vm)?;
         // Like cores and memory, the media take effect at the next start, which pushes
         // the row to the node.
         app.store
@@ -643,7 +641,11 @@ pub fn boot_order(vm: &VmRecord) -> BootOrder {
 
 /// The snapshots of VM `id`.
 pub async fn snapshots(app: &App, caller: &Caller, id: VmId) -> Result<Vec<VmSnapshot>, ApiError> {
-    let vm = visible_vm(app, caller, id).await?;
+    snapshots_of(app, &visible_vm(app, caller, id).await?).await
+}
+
+/// The snapshots `vm`'s node reports.
+pub async fn snapshots_of(app: &App, vm: &VmRecord) -> Result<Vec<VmSnapshot>, ApiError> {
     if matches!(vm.state, VmState::Creating | VmState::Deleting) {
         return Ok(Vec::new());
     }
@@ -702,7 +704,7 @@ async fn queue_snapshot_job(
     let name = SnapshotName::parse(name).map_err(|e| ApiError::invalid(field, e.problem))?;
     let vm = visible_vm(app, caller, id).await?;
     vm.state.after(action)?;
-    let existing = snapshots(app, caller, id).await?;
+    let existing = snapshots_of(app, &vm).await?;
     let exists = existing.iter().any(|s| s.name == name.as_str());
     match action {
         Action::Snapshot if exists => {
