@@ -479,6 +479,32 @@ impl Client {
             .await
     }
 
+    /// `GET /api/v1/nodes` (admins).
+    pub async fn nodes(&self) -> Result<Vec<Node>, ClientError> {
+        self.get("api/v1/nodes").await
+    }
+
+    /// `POST /api/v1/nodes` (admins): adds a node, after checking it answers.
+    pub async fn add_node(&self, request: &CreateNodeRequest) -> Result<Node, ClientError> {
+        self.post("api/v1/nodes", request).await
+    }
+
+    /// `DELETE /api/v1/nodes/{name}` (admins): removes a node no VM or template uses.
+    pub async fn remove_node(&self, name: &str) -> Result<(), ClientError> {
+        self.send(self.request(Method::DELETE, &format!("api/v1/nodes/{}", seg(name))))
+            .await
+    }
+
+    /// `POST /api/v1/nodes/{node}/templates` (admins): links a template the node keeps.
+    pub async fn link_template(
+        &self,
+        node: &str,
+        request: &LinkTemplateRequest,
+    ) -> Result<Template, ClientError> {
+        self.post(&format!("api/v1/nodes/{}/templates", seg(node)), request)
+            .await
+    }
+
     /// `DELETE /api/v1/isos/{name}`.
     pub async fn delete_iso(&self, name: &str) -> Result<(), ClientError> {
         self.send(self.request(Method::DELETE, &format!("api/v1/isos/{}", seg(name))))

@@ -241,12 +241,17 @@ pub struct Template {
     pub min_disk_gib: u64,
     /// Hex SHA-256 of the base image.
     pub sha256: String,
-    /// `kernel` if the template boots a kernel directly, else `disk`.
+    /// `kernel` if the template boots a kernel directly, `node` if the node keeps it, else
+    /// `disk`.
     pub boot: String,
     /// When it was imported.
     pub created_at: DateTime<Utc>,
     /// Whether members may use it; admins approve.
     pub approved: bool,
+    /// For a template a node keeps itself (a Proxmox template VM): that node, where its
+    /// VMs go. `None` for an image the plane keeps.
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 /// An installer ISO VMs can boot.
@@ -550,4 +555,81 @@ pub struct ConsoleSession {
     pub bytes_from_client: u64,
     /// Why it ended.
     pub end_reason: Option<String>,
+}
+
+/// A node: a hypervisor, or a cluster of them, that runs VMs.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Node {
+    /// Its unique name; VMs name it.
+    pub name: String,
+    /// The backend: `qemu` for the built-in node, `proxmox`.
+    pub kind: String,
+    /// The API it is reached at, for remote nodes.
+    pub url: Option<String>,
+    /// How many porthole VMs it holds.
+    pub vms: u64,
+    /// Whether it answered just now.
+    pub online: bool,
+    /// What it said: its version, or why it did not answer.
+    pub detail: String,
+}
+
+/// `POST /api/v1/nodes` (admins): adds a Proxmox VE cluster. Give `token`, or `username`,
+/// `password` and `realm`; and one of `ca`, `fingerprint` or `insecure`.
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNodeRequest {
+    /// The node's name in porthole: 1-32 of `a-z`, `0-9` and `-`.
+    pub name: String,
+    /// `proxmox`.
+    pub kind: String,
+    /// The PVE API, e.g. `https://pve.example.org:8006`.
+    pub url: String,
+    /// An API token, `USER@REALM!TOKENID=SECRET`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A user to log in as, without the realm.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// That user's password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// That user's realm, e.g. `pve` or `pam`.
+    #[serde(default)]
+    pub realm: Option<String>,
+    /// A CA certificate (PEM) to trust for the API's TLS.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// The SHA-256 fingerprint of the API's certificate, to pin it.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// Skip TLS verification entirely (not recommended).
+    #[serde(default)]
+    pub insecure: bool,
+    /// A PVE node all new VMs go to, instead of the one with the most free memory.
+    #[serde(default)]
+    pub pve_node: Option<String>,
+}
+
+impl std::fmt::Debug for CreateNodeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateNodeRequest")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("realm", &self.realm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /api/v1/nodes/{name}/templates` (admins): makes a template the node keeps (a
+/// Proxmox template VM) available as a porthole template.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkTemplateRequest {
+    /// The template's name in porthole.
+    pub name: String,
+    /// The node's name for it: a Proxmox template VM's VMID.
+    pub reference: String,
 }

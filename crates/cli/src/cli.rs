@@ -44,6 +44,9 @@ pub enum Command {
     /// Manage templates (admins import and delete).
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Manage nodes: add a Proxmox VE cluster, list, remove (admins).
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Manage installer ISOs (admins import and delete).
     #[command(subcommand)]
     Iso(IsoCommand),
@@ -70,6 +73,52 @@ pub enum Command {
     External(ExternalCommand),
     /// List recent console sessions: who, what, from where, when, bytes (admins).
     Sessions,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List nodes, each checked now.
+    #[command(alias = "ls")]
+    List,
+    /// Add a Proxmox VE cluster, after checking it answers with these credentials.
+    #[command(group(clap::ArgGroup::new("tls").args(["ca", "fingerprint", "insecure"])))]
+    Add {
+        /// The node's name in porthole.
+        name: String,
+        /// The PVE API, e.g. https://pve.example.org:8006.
+        #[arg(long, value_name = "URL")]
+        proxmox: String,
+        /// An API token, USER@REALM!TOKENID=SECRET.
+        #[arg(long, conflicts_with_all = ["username", "realm", "password_stdin"])]
+        token: Option<String>,
+        /// Log in as this user (without @realm); the password is prompted for.
+        #[arg(long, requires = "realm")]
+        username: Option<String>,
+        /// The user's realm, e.g. pve or pam.
+        #[arg(long, requires = "username")]
+        realm: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long, requires = "username")]
+        password_stdin: bool,
+        /// Trust the API's certificate if this CA (PEM file) signed it.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Trust exactly the certificate with this SHA-256 fingerprint.
+        #[arg(long, value_name = "SHA256")]
+        fingerprint: Option<String>,
+        /// Do not verify the API's certificate at all (isolated labs only).
+        #[arg(long)]
+        insecure: bool,
+        /// Put every new VM on this PVE node instead of the one with the most free memory.
+        #[arg(long, value_name = "NODE")]
+        pve_node: Option<String>,
+    },
+    /// Remove a node no VM or template uses.
+    #[command(alias = "rm")]
+    Remove {
+        /// Its name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -384,6 +433,17 @@ pub enum TemplateCommand {
         /// The kernel command line.
         #[arg(long, requires = "kernel")]
         cmdline: Option<String>,
+    },
+    /// Make a template a node keeps (a Proxmox template VM) a porthole template.
+    Link {
+        /// The template's name in porthole.
+        name: String,
+        /// The node that keeps it.
+        #[arg(long)]
+        node: String,
+        /// The node's name for it: the template VM's VMID.
+        #[arg(long)]
+        vmid: String,
     },
     /// Delete a template no VM uses.
     #[command(alias = "rm")]

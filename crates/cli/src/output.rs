@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use porthole_api::{
-    AuditEntry, ConsoleSession, ExternalConsole, Group, Iso, Job, SshKey, Template, User, Vm,
+    AuditEntry, ConsoleSession, ExternalConsole, Group, Iso, Job, Node, SshKey, Template, User, Vm,
 };
 use porthole_core::LimitOverrides;
 use serde::Serialize;
@@ -272,6 +272,23 @@ impl Rows for Template {
             self.boot.clone(),
             time(&self.created_at),
             self.sha256[..16.min(self.sha256.len())].to_owned(),
+        ]
+    }
+}
+
+impl Rows for Node {
+    fn header() -> &'static [&'static str] {
+        &["NAME", "KIND", "ONLINE", "VMS", "URL", "DETAIL"]
+    }
+
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.kind.clone(),
+            yes_no(self.online),
+            self.vms.to_string(),
+            self.url.clone().unwrap_or_else(|| "-".into()),
+            self.detail.clone(),
         ]
     }
 }

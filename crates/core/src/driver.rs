@@ -203,7 +203,6 @@ pub enum ConsoleKind {
 }
 
 /// How the gateway reaches a console stream.
-#[derive(Clone)]
 pub enum ConsoleEndpoint {
     /// A stream socket on this host.
     Unix {
@@ -223,6 +222,28 @@ pub enum ConsoleEndpoint {
     /// A console the node shares among any number of viewers, such as QEMU's serial port,
     /// which accepts one client.
     Shared(Arc<dyn SharedConsole>),
+    /// A stream the driver has already connected, such as a Proxmox console it reached over
+    /// `vncwebsocket` and relays through a socket pair. Dropping it closes the console.
+    Piped(PipedConsole),
+}
+
+/// The gateway's end of a console stream a driver connected (see [`ConsoleEndpoint::Piped`]).
+pub struct PipedConsole {
+    /// Raw console bytes both ways.
+    pub stream: tokio::net::UnixStream,
+    /// The VNC password the far end asks for, if any. Never shown to users.
+    pub password: Option<String>,
+    /// Where terminal size changes go, for consoles that carry them in-band.
+    pub resize: Option<tokio::sync::mpsc::Sender<(u16, u16)>>,
+}
+
+impl fmt::Debug for PipedConsole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipedConsole")
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("resize", &self.resize.is_some())
+            .finish()
+    }
 }
 
 impl fmt::Debug for ConsoleEndpoint {
@@ -240,6 +261,7 @@ impl fmt::Debug for ConsoleEndpoint {
                 .field("password", &redacted(password))
                 .finish(),
             ConsoleEndpoint::Shared(_) => f.write_str("Shared"),
+            ConsoleEndpoint::Piped(piped) => piped.fmt(f),
         }
     }
 }
@@ -404,6 +426,13 @@ pub trait Driver: Send + Sync + fmt::Debug {
     async fn resize(&self, vm: VmId, resources: Resources) -> Result<(), DriverError> {
         let _ = (vm, resources);
         Err(DriverError::Unsupported("resize"))
+    }
+
+    /// Checks that the node keeps a template it calls `reference` (see
+    /// [`BootMedia::NodeTemplate`]) and returns its disk size in bytes.
+    async fn node_template(&self, reference: &str) -> Result<u64, DriverError> {
+        let _ = reference;
+        Err(DriverError::Unsupported("templates kept by the node"))
     }
 
     /// Where the gateway connects to reach the VM's console.

@@ -165,10 +165,10 @@ impl Clock for SystemClock {
     }
 }
 
-/// The nodes VMs run on, by name.
-#[derive(Debug, Clone)]
+/// The nodes VMs run on, by name: the built-in local one, and those admins added.
+#[derive(Debug)]
 pub struct Nodes {
-    drivers: BTreeMap<String, Arc<dyn Driver>>,
+    drivers: std::sync::RwLock<BTreeMap<String, Arc<dyn Driver>>>,
 }
 
 impl Nodes {
@@ -178,28 +178,49 @@ impl Nodes {
     /// Nodes with only the local one.
     pub fn local(driver: Arc<dyn Driver>) -> Self {
         Self {
-            drivers: BTreeMap::from([(Self::LOCAL.to_owned(), driver)]),
+            drivers: std::sync::RwLock::new(BTreeMap::from([(Self::LOCAL.to_owned(), driver)])),
         }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<dyn Driver>>> {
+        self.drivers.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The driver of node `name`.
     pub fn get(&self, name: &str) -> Result<Arc<dyn Driver>, ApiError> {
-        self.drivers
+        self.read()
             .get(name)
             .cloned()
             .ok_or_else(|| ApiError::Unavailable(format!("node {name:?} is not configured")))
     }
 
-    /// Where a new VM goes.
+    /// Where a new VM from an image the plane keeps goes.
     pub fn place(&self) -> &str {
         Self::LOCAL
     }
 
-    /// Every node.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<dyn Driver>)> {
-        self.drivers
+    /// Every node, as of now.
+    pub fn all(&self) -> Vec<(String, Arc<dyn Driver>)> {
+        self.read()
             .iter()
-            .map(|(name, driver)| (name.as_str(), driver))
+            .map(|(name, driver)| (name.clone(), Arc::clone(driver)))
+            .collect()
+    }
+
+    /// Adds (or replaces) node `name`.
+    pub fn insert(&self, name: &str, driver: Arc<dyn Driver>) {
+        self.drivers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), driver);
+    }
+
+    /// Forgets node `name`.
+    pub fn remove(&self, name: &str) {
+        self.drivers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
     }
 }
 

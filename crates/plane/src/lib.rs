@@ -42,6 +42,7 @@ use porthole_gateway::GatewayMetrics;
 use prometheus_client::registry::Registry;
 pub use services::expiry::ExpirySettings;
 use services::mail::Mailer;
+use services::nodes;
 use services::secrets::SecretBox;
 use services::{auth, expiry, images, jobs, reconcile};
 
@@ -135,6 +136,9 @@ impl Plane {
             mailer,
         }));
 
+        nodes::load(&app)
+            .await
+            .map_err(|e| anyhow::anyhow!("loading the nodes: {e}"))?;
         let generated_admin_password = auth::ensure_admin(&app)
             .await
             .map_err(|e| anyhow::anyhow!("creating the admin account: {e}"))?;

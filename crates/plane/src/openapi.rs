@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::controllers::{consoles, health, images, jobs, session, users, vms};
+use crate::controllers::{consoles, health, images, jobs, nodes, session, users, vms};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,7 @@ use crate::controllers::{consoles, health, images, jobs, session, users, vms};
         images::list_templates, images::import_template, images::delete_template,
         images::list_isos, images::import_iso, images::delete_iso,
         images::approve_template, images::approve_iso,
+        nodes::list, nodes::create, nodes::delete, nodes::link_template,
         vms::list, vms::create, vms::show, vms::update, vms::action, vms::delete,
         vms::console_output,
         jobs::list, jobs::show,
@@ -34,6 +35,7 @@ use crate::controllers::{consoles, health, images, jobs, session, users, vms};
         (name = "auth", description = "Logging in"),
         (name = "users", description = "Accounts"),
         (name = "images", description = "Templates and ISOs"),
+        (name = "nodes", description = "Hypervisors and clusters VMs run on"),
         (name = "vms", description = "Virtual machines"),
         (name = "jobs", description = "Long-running operations"),
         (name = "consoles", description = "Console tickets, WebSockets and external consoles"),

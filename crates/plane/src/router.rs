@@ -7,7 +7,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 use crate::controllers::{
-    admin, assets, consoles, health, images, jobs, portal, session, users, vms, web,
+    admin, assets, consoles, health, images, jobs, nodes, portal, session, users, vms, web,
 };
 use crate::error::ApiError;
 use crate::extract::MAX_JSON_BODY;
@@ -59,6 +59,9 @@ pub fn router(app: AppState) -> Router {
             "/api/v1/isos/{name}",
             delete(images::delete_iso).patch(images::approve_iso),
         )
+        .route("/api/v1/nodes", get(nodes::list).post(nodes::create))
+        .route("/api/v1/nodes/{name}", delete(nodes::delete))
+        .route("/api/v1/nodes/{name}/templates", post(nodes::link_template))
         .route("/api/v1/vms", get(vms::list).post(vms::create))
         .route(
             "/api/v1/vms/{id}",

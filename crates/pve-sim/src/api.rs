@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::auth::Identity;
 use crate::backend::PowerState;
 use crate::error::ApiError;
-use crate::state::{ConsoleKind, ConsoleListener, Pool, Sim, Vm, is_disk_key};
+use crate::state::{ConsoleKind, ConsoleListener, Pool, Sim, Vm, is_disk_key, parse_size};
 
 /// Request parameters, merged from the query string and the body.
 pub type Params = BTreeMap<String, String>;
@@ -219,6 +219,7 @@ async fn vm_endpoint(
         ("GET", ["status", "current"]) => status_current(sim, who, node, vmid).await,
         ("POST", ["status", action]) => power(sim, who, node, vmid, action, params),
         ("POST", ["clone"]) => clone_vm(sim, who, node, vmid, params),
+        ("PUT", ["resize"]) => resize_disk(sim, who, node, vmid, params),
         ("POST", ["vncproxy"]) => console_proxy(sim, who, node, vmid, params, true),
         ("POST", ["termproxy"]) => console_proxy(sim, who, node, vmid, params, false),
         _ => Err(ApiError::not_implemented(
@@ -1250,6 +1251,77 @@ fn destroy_vm(sim: &Arc<Sim>, who: &Identity, node: &str, vmid: u32, params: &Pa
         &vmid.to_string(),
         &who.authid(),
         work
+    )))
+}
+
+/// `PUT /nodes/{node}/qemu/{vmid}/resize`: grows a disk to `size` (`32G`) or by it
+/// (`+4G`); shrinking is refused, as on PVE. Answers with the task's UPID (PVE 8 and later).
+fn resize_disk(
+    sim: &Arc<Sim>,
+    who: &Identity,
+    node: &str,
+    vmid: u32,
+    params: &Params,
+) -> ApiResult {
+    allow(params, &["disk", "size", "digest", "skiplock"])?;
+    find_vm(sim, node, vmid)?;
+    check_vm(sim, who, vmid, "VM.Config.Disk")?;
+    let disk = params
+        .get("disk")
+        .ok_or_else(|| ApiError::param("disk", "property is missing and it is not optional"))?;
+    let size = params
+        .get("size")
+        .ok_or_else(|| ApiError::param("size", "property is missing and it is not optional"))?;
+    let (relative, amount) = match size.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => (false, size.as_str()),
+    };
+    let valid = amount.trim_end_matches(['K', 'M', 'G', 'T']);
+    if valid.is_empty() || !valid.chars().all(|c| c.is_ascii_digit()) {
+        return Err(ApiError::param(
+            "size",
+            "value does not match the regex pattern",
+        ));
+    }
+    let mut st = sim.lock();
+    let vm = st.vms.get_mut(&vmid).ok_or_else(|| {
+        ApiError::internal(format!(
+            "Configuration file 'nodes/{node}/qemu-server/{vmid}.conf' does not exist"
+        ))
+    })?;
+    let value = vm
+        .config
+        .get(disk.as_str())
+        .filter(|v| !v.contains("media=cdrom"))
+        .cloned()
+        .ok_or_else(|| ApiError::param("disk", format!("disk '{disk}' does not exist")))?;
+    let current = value
+        .split(',')
+        .find_map(|p| p.strip_prefix("size="))
+        .map(parse_size)
+        .unwrap_or(0);
+    let wanted = if relative {
+        current + parse_size(amount)
+    } else {
+        parse_size(amount)
+    };
+    if wanted < current {
+        return Err(ApiError::internal("shrinking disks is not supported"));
+    }
+    let resized: Vec<String> = value
+        .split(',')
+        .filter(|p| !p.starts_with("size="))
+        .map(str::to_owned)
+        .chain([format!("size={}G", wanted.div_ceil(1 << 30))])
+        .collect();
+    vm.config.insert(disk.clone(), resized.join(","));
+    drop(st);
+    Ok(json!(sim.spawn_task(
+        node,
+        "resize",
+        &vmid.to_string(),
+        &who.authid(),
+        async { Ok(()) }
     )))
 }
 

@@ -462,12 +462,15 @@ async fn term_session(
         .await
         .map_err(|e| e.to_string())?;
     send(&mut tx, b"OK").await?;
+    let vmid = listener.vmid;
     relay(backend, tx, rx, |data, pending| {
         pending.extend_from_slice(&data);
         let mut out = Vec::new();
         for msg in parse_term(pending)? {
-            if let TermMsg::Data(d) = msg {
-                out.extend_from_slice(&d);
+            match msg {
+                TermMsg::Data(d) => out.extend_from_slice(&d),
+                TermMsg::Resize(cols, rows) => sim.lock().terminal_sizes.push((vmid, cols, rows)),
+                TermMsg::Ping => {}
             }
         }
         Ok(out)

@@ -180,6 +180,8 @@ pub struct State {
     pub consoles: Vec<ConsoleListener>,
     /// The next worker pid.
     pub next_pid: u32,
+    /// Every terminal size a termproxy client sent, by VMID, oldest first.
+    pub terminal_sizes: Vec<(u32, u16, u16)>,
 }
 
 /// How long a console listener waits for its connection, in seconds (PVE: 10 s).

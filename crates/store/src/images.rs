@@ -34,12 +34,24 @@ pub struct TemplateRecord {
     pub created_at: Millis,
     /// Whether members may use it.
     pub approved: bool,
+    /// For a template a node keeps itself: the node, and its name for the template (a
+    /// Proxmox VMID). `None` for an image the plane keeps.
+    pub on_node: Option<NodeTemplate>,
+}
+
+/// A template that lives on one node, named in that node's terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeTemplate {
+    /// The node.
+    pub node: String,
+    /// The node's name for it, e.g. a Proxmox VMID.
+    pub reference: String,
 }
 
 macro_rules! template_columns {
     () => {
         "id, name, disk_format, virtual_size, file_size, sha256, kernel_sha256, initrd_sha256, \
-         cmdline, created_at, approved"
+         cmdline, created_at, approved, node, node_reference"
     };
 }
 
@@ -57,6 +69,10 @@ impl TemplateRecord {
             cmdline: row.try_get("cmdline")?,
             created_at: row.try_get("created_at")?,
             approved: row.try_get::<i64, _>("approved")? != 0,
+            on_node: match (row.try_get("node")?, row.try_get("node_reference")?) {
+                (Some(node), Some(reference)) => Some(NodeTemplate { node, reference }),
+                _ => None,
+            },
         })
     }
 }
@@ -97,7 +113,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO templates (",
             template_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
         .bind(t.id.to_string())
         .bind(&t.name)
@@ -110,6 +126,8 @@ impl Store {
         .bind(&t.cmdline)
         .bind(t.created_at)
         .bind(i64::from(t.approved))
+        .bind(t.on_node.as_ref().map(|n| n.node.clone()))
+        .bind(t.on_node.as_ref().map(|n| n.reference.clone()))
         .execute(&self.pool)
         .await
         .map_err(taken_as("name"))?;
@@ -295,6 +313,7 @@ mod tests {
             cmdline: Some("console=ttyS0".into()),
             created_at: 5,
             approved: false,
+            on_node: None,
         }
     }
 

@@ -12,6 +12,7 @@ mod error;
 pub mod expiry;
 pub mod images;
 pub mod jobs;
+pub mod nodes;
 pub mod quotas;
 pub mod ssh_keys;
 pub mod tokens;

@@ -58,6 +58,20 @@ pub async fn run_template(session: &Session, command: &TemplateCommand) -> anyho
                 &serde_json::json!({ "deleted": name }),
             )
         }
+        TemplateCommand::Link { name, node, vmid } => {
+            let request = porthole_api::LinkTemplateRequest {
+                name: name.clone(),
+                reference: vmid.clone(),
+            };
+            let template = client.link_template(node, &request).await?;
+            print.done(
+                &format!(
+                    "template {} is VMID {vmid} on node {node}; approve it with `porthole template approve {}`",
+                    template.name, template.name
+                ),
+                &template,
+            )
+        }
         TemplateCommand::Approve { name, revoke } => {
             let template = client.approve_template(name, !revoke).await?;
             let message = if template.approved {

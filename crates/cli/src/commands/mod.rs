@@ -5,6 +5,7 @@ mod console;
 mod external;
 mod images;
 mod jobs;
+mod nodes;
 mod serve;
 mod session;
 mod users;
@@ -53,6 +54,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logout => session::logout(&session(&cli)?).await,
         Command::Vm(command) => vms::run(&session(&cli)?, command).await,
         Command::Template(command) => images::run_template(&session(&cli)?, command).await,
+        Command::Node(command) => nodes::run(&session(&cli)?, command).await,
         Command::Iso(command) => images::run_iso(&session(&cli)?, command).await,
         Command::Job(command) => jobs::run(&session(&cli)?, command).await,
         Command::User(command) => users::run(&session(&cli)?, command).await,

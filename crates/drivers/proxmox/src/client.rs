@@ -625,6 +625,33 @@ impl Client {
         .await
     }
 
+    /// `PUT /nodes/{node}/qemu/{vmid}/resize`: grows `disk` (`scsi0`) to `size_gib`. PVE 8
+    /// and later answer with a task; PVE 7 finished before answering (`None`).
+    pub async fn resize_disk(
+        &self,
+        node: &str,
+        vmid: u32,
+        disk: &str,
+        size_gib: u64,
+    ) -> Result<Option<Upid>> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            disk: &'a str,
+            size: String,
+        }
+        let vmid = vmid.to_string();
+        let body = Body {
+            disk,
+            size: format!("{size_gib}G"),
+        };
+        self.send_form(
+            Method::PUT,
+            &["nodes", node, "qemu", &vmid, "resize"],
+            &body,
+        )
+        .await
+    }
+
     /// `POST /nodes/{node}/qemu/{vmid}/clone`: clones VM or template `vmid`.
     pub async fn clone_qemu(&self, node: &str, vmid: u32, request: &CloneRequest) -> Result<Upid> {
         let vmid = vmid.to_string();

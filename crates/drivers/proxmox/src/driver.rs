@@ -8,20 +8,25 @@
 //!   template's own node, a full clone elsewhere. The VM goes into a pool named after its
 //!   owner, made on first use.
 //! - Every change is a PVE task, followed to its end; `OK` and `WARNINGS: n` succeed.
-//!
-//! Consoles (vncproxy and termproxy through the gateway) come next.
+//! - Consoles are opened through PVE's proxies ([`crate::console`]) and handed to the
+//!   gateway as a connected stream: the PVE ticket and VNC password stay in porthole.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use porthole_core::driver::{BootMedia, Driver, DriverError, PowerState, Progress, VmDefinition};
+use porthole_core::driver::{
+    BootMedia, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PowerState, Progress,
+    VmDefinition,
+};
 use porthole_core::{Resources, VmId};
 
 use crate::client::{Client, TaskWait};
+use crate::console;
 use crate::error::Error;
 use crate::task::{TaskOutcome, Upid};
 use crate::types::{
-    CloneRequest, CreatePoolRequest, NodeState, PowerAction, QemuConfigUpdate, VmRunState,
+    CloneRequest, ClusterVm, CreatePoolRequest, NodeState, PowerAction, QemuConfigUpdate,
+    VmRunState,
 };
 
 /// How long any one PVE task may take before the driver gives up on it.
@@ -148,6 +153,58 @@ impl ProxmoxDriver {
             .ok_or_else(|| DriverError::Unreachable("no Proxmox node is online".into()))
     }
 
+    /// Grows the VM's boot disk to `gib` if it is smaller; PVE never shrinks disks.
+    async fn grow_disk(&self, at: &Located, gib: u64) -> Result<(), DriverError> {
+        let config = self
+            .client
+            .qemu_config(&at.node, at.vmid)
+            .await
+            .map_err(|e| failed("read the config", e))?;
+        let Some((disk, value)) = [("scsi0", &config.scsi0), ("virtio0", &config.virtio0)]
+            .into_iter()
+            .find_map(|(key, value)| value.as_ref().map(|v| (key, v)))
+        else {
+            return Err(DriverError::Hypervisor {
+                operation: "grow the disk",
+                message: "the VM has neither scsi0 nor virtio0".into(),
+            });
+        };
+        let current = value
+            .split(',')
+            .find_map(|p| p.strip_prefix("size="))
+            .map_or(0, size_bytes);
+        if current >= gib << 30 {
+            return Ok(());
+        }
+        let task = self
+            .client
+            .resize_disk(&at.node, at.vmid, disk, gib)
+            .await
+            .map_err(|e| failed("grow the disk", e))?;
+        match task {
+            Some(upid) => self.finish("grow the disk", upid).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The template VM whose VMID is `reference`.
+    async fn template(&self, reference: &str) -> Result<ClusterVm, DriverError> {
+        let vmid: u32 = reference
+            .parse()
+            .map_err(|_| DriverError::BadImage(format!("{reference:?} is not a Proxmox VMID")))?;
+        self.client
+            .cluster_vms()
+            .await
+            .map_err(|e| failed("find the template", e))?
+            .into_iter()
+            .find(|vm| vm.vmid == vmid && vm.template)
+            .ok_or_else(|| {
+                DriverError::BadImage(format!(
+                    "VMID {vmid} is not a template VM on this Proxmox cluster"
+                ))
+            })
+    }
+
     /// Makes sure pool `pool` exists.
     async fn ensure_pool(&self, pool: &str) -> Result<(), DriverError> {
         let pools = self
@@ -169,6 +226,18 @@ impl ProxmoxDriver {
             Err(e) => Err(failed("create the pool", e)),
         }
     }
+}
+
+/// A PVE size (`32G`, `512M`, bytes without a suffix) in bytes.
+fn size_bytes(size: &str) -> u64 {
+    let (digits, shift) = match size.as_bytes().last() {
+        Some(b'K') => (&size[..size.len() - 1], 10),
+        Some(b'M') => (&size[..size.len() - 1], 20),
+        Some(b'G') => (&size[..size.len() - 1], 30),
+        Some(b'T') => (&size[..size.len() - 1], 40),
+        _ => (size, 0),
+    };
+    digits.parse::<u64>().map_or(0, |n| n << shift)
 }
 
 /// A PVE failure as a driver error: unreachable and timed-out calls keep their retry
@@ -201,24 +270,13 @@ impl Driver for ProxmoxDriver {
                 "a Proxmox node clones its own template VMs; give the template's VMID".into(),
             ));
         };
-        let template: u32 = reference
-            .parse()
-            .map_err(|_| DriverError::BadImage(format!("{reference:?} is not a Proxmox VMID")))?;
         // A create is re-run after a crash: a VM already tagged is this one.
         if self.locate(def.id).await?.is_some() {
             return Ok(());
         }
         progress.update(0.05, "finding the template");
-        let source = self
-            .client
-            .cluster_vms()
-            .await
-            .map_err(|e| failed("find the template", e))?
-            .into_iter()
-            .find(|vm| vm.vmid == template && vm.template)
-            .ok_or_else(|| {
-                DriverError::BadImage(format!("VMID {template} is not a template on this cluster"))
-            })?;
+        let source = self.template(reference).await?;
+        let template = source.vmid;
         let target = self.placement().await?;
         let pool = def.owner.clone();
         if let Some(pool) = &pool {
@@ -249,13 +307,21 @@ impl Driver for ProxmoxDriver {
             .map_err(|e| failed("clone", e))?;
         self.finish("clone", upid).await?;
         progress.update(0.7, "applying cores, memory and the porthole tag");
-        let update = QemuConfigUpdate {
+        let mut update = QemuConfigUpdate {
             cores: Some(def.resources.cores),
             memory: Some(def.resources.memory_mib),
             tags: Some(tag(def.id)),
             description: Some(format!("porthole VM {} ({})", def.name, def.id)),
             ..QemuConfigUpdate::default()
         };
+        // The template's cloud-init drive gets the user, password hash and keys.
+        if let Some(guest) = &def.cloud_init {
+            update.ciuser = Some(guest.user.clone());
+            update.cipassword =
+                (!guest.password_hash.is_empty()).then(|| guest.password_hash.clone());
+            update.sshkeys = (!guest.ssh_keys.is_empty())
+                .then(|| QemuConfigUpdate::encode_ssh_keys(&guest.ssh_keys));
+        }
         self.client
             .set_qemu_config(&target, vmid, &update)
             .await
@@ -353,6 +419,21 @@ impl Driver for ProxmoxDriver {
         self.client
             .set_qemu_config(&at.node, at.vmid, &update)
             .await
-            .map_err(|e| failed("resize", e))
+            .map_err(|e| failed("resize", e))?;
+        self.grow_disk(&at, resources.disk_gib).await
+    }
+
+    async fn node_template(&self, reference: &str) -> Result<u64, DriverError> {
+        Ok(self.template(reference).await?.maxdisk.unwrap_or(0))
+    }
+
+    async fn console(&self, vm: VmId, kind: ConsoleKind) -> Result<ConsoleEndpoint, DriverError> {
+        let at = self.require(vm).await?;
+        let piped = match kind {
+            ConsoleKind::Vnc => console::open_vnc(&self.client, &at.node, at.vmid).await,
+            ConsoleKind::Serial => console::open_terminal(&self.client, &at.node, at.vmid).await,
+        }
+        .map_err(|e| failed("open the console", e))?;
+        Ok(ConsoleEndpoint::Piped(piped))
     }
 }

@@ -168,6 +168,16 @@ pub enum Error {
         /// How many ids we tried.
         attempts: u32,
     },
+
+    /// A console's `vncwebsocket` connection failed or its login was refused. Retry: open
+    /// a new proxy; the old ticket is spent.
+    #[error("console {step} failed: {message}")]
+    Console {
+        /// What was being done: "connect", "login".
+        step: &'static str,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl Error {

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod console;
 pub mod driver;
 pub mod error;
 pub mod lenient;

@@ -17,7 +17,7 @@
 //! and so can a gateway opening `vncwebsocket` to the same server.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -117,6 +117,8 @@ pub enum TlsOptions {
     System,
     /// CA certificates from a PEM file.
     CaFile(PathBuf),
+    /// CA certificates given as PEM text (as stored with a node).
+    CaPem(String),
     /// Exactly the certificate with this SHA-256 fingerprint.
     Fingerprint(CertFingerprint),
     /// Any certificate at all. Never use this outside tests and isolated labs.
@@ -142,17 +144,17 @@ impl TlsOptions {
                     .with_no_client_auth()
             }
             Self::CaFile(path) => {
-                let roots = load_roots(path)?;
-                let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    Arc::clone(&provider),
-                )
-                .build()
-                .map_err(|e| TlsError::CaFile {
-                    path: path.clone(),
-                    detail: e.to_string(),
-                })?;
-                builder.with_webpki_verifier(verifier).with_no_client_auth()
+                let roots = load_roots(path, None)?;
+                builder
+                    .with_webpki_verifier(webpki_verifier(roots, &provider, path)?)
+                    .with_no_client_auth()
+            }
+            Self::CaPem(pem) => {
+                let path = PathBuf::from("the CA certificate given");
+                let roots = load_roots(&path, Some(pem.as_bytes()))?;
+                builder
+                    .with_webpki_verifier(webpki_verifier(roots, &provider, &path)?)
+                    .with_no_client_auth()
             }
             Self::Fingerprint(fingerprint) => builder
                 .dangerous()
@@ -172,13 +174,37 @@ impl TlsOptions {
     }
 }
 
-fn load_roots(path: &PathBuf) -> Result<RootCertStore, TlsError> {
+/// A verifier trusting `roots`; `path` names them in errors.
+fn webpki_verifier(
+    roots: RootCertStore,
+    provider: &Arc<CryptoProvider>,
+    path: &Path,
+) -> Result<Arc<rustls::client::WebPkiServerVerifier>, TlsError> {
+    rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::clone(provider),
+    )
+    .build()
+    .map_err(|e| TlsError::CaFile {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })
+}
+
+/// The certificates in the PEM file at `path`, or in `pem` if given (`path` then only
+/// names it in errors).
+fn load_roots(path: &PathBuf, pem: Option<&[u8]>) -> Result<RootCertStore, TlsError> {
     let err = |detail: String| TlsError::CaFile {
         path: path.clone(),
         detail,
     };
     let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path).map_err(|e| err(e.to_string()))?;
+    let certs: Vec<_> = match pem {
+        Some(pem) => CertificateDer::pem_slice_iter(pem).collect(),
+        None => CertificateDer::pem_file_iter(path)
+            .map_err(|e| err(e.to_string()))?
+            .collect(),
+    };
     for cert in certs {
         let cert = cert.map_err(|e| err(e.to_string()))?;
         roots.add(cert).map_err(|e| err(e.to_string()))?;

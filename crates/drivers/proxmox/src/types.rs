@@ -306,12 +306,39 @@ pub struct QemuConfigUpdate {
     /// `;`-separated tags.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<String>,
+    /// Cloud-init: the user to create.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ciuser: Option<String>,
+    /// Cloud-init: that user's password, preferably a crypt hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cipassword: Option<String>,
+    /// Cloud-init: `authorized_keys` lines, percent-encoded as PVE requires
+    /// ([`QemuConfigUpdate::encode_ssh_keys`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sshkeys: Option<String>,
     /// Comma-separated keys to remove from the config.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delete: Option<String>,
     /// Refuse the change if the config's digest differs (someone else changed it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+}
+
+impl QemuConfigUpdate {
+    /// `keys` as the `sshkeys` value: one per line, percent-encoded (PVE decodes it with
+    /// `uri_unescape` and checks each line).
+    #[must_use]
+    pub fn encode_ssh_keys(keys: &[String]) -> String {
+        let mut out = String::new();
+        for byte in keys.join("\n").bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                out.push(char::from(byte));
+            } else {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        out
+    }
 }
 
 /// `POST /nodes/{node}/qemu/{vmid}/clone`.

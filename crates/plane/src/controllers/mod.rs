@@ -7,6 +7,7 @@ pub mod csrf;
 pub mod health;
 pub mod images;
 pub mod jobs;
+pub mod nodes;
 pub mod portal;
 pub mod session;
 pub mod users;

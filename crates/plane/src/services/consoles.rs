@@ -284,17 +284,6 @@ async fn connect(app: &App, redeemed: &Redeemed) -> Result<Connected, String> {
     match &redeemed.target {
         Resolved::Vm(vm) => {
             let driver = app.nodes.get(&vm.node).map_err(|e| e.to_string())?;
-            let resize: Option<ResizeFn> = (redeemed.kind == ConsoleKind::Serial).then(|| {
-                let (driver, id) = (Arc::clone(&driver), vm.id);
-                Arc::new(move |cols: u16, rows: u16| -> futures::future::BoxFuture<'static, ()> {
-                    let driver = Arc::clone(&driver);
-                    Box::pin(async move {
-                        if let Err(e) = driver.resize_console(id, cols, rows).await {
-                            tracing::debug!(vm = %id, error = %chain(&e), "console resize not delivered");
-                        }
-                    })
-                }) as ResizeFn
-            });
             // VNC sets the VM's one password for this connection: one handshake at a time.
             let lock = app.consoles.vnc_lock(vm.id);
             let _held = if redeemed.kind == ConsoleKind::Vnc {
@@ -306,6 +295,33 @@ async fn connect(app: &App, redeemed: &Redeemed) -> Result<Connected, String> {
                 .console(vm.id, redeemed.kind)
                 .await
                 .map_err(|e| chain(&e))?;
+            let resize = match &endpoint {
+                // The console carries sizes in-band.
+                ConsoleEndpoint::Piped(piped) => piped.resize.clone().map(|sender| {
+                    Arc::new(
+                        move |cols: u16, rows: u16| -> futures::future::BoxFuture<'static, ()> {
+                            let sender = sender.clone();
+                            Box::pin(async move {
+                                let _ = sender.send((cols, rows)).await;
+                            })
+                        },
+                    ) as ResizeFn
+                }),
+                _ if redeemed.kind == ConsoleKind::Serial => {
+                    let (driver, id) = (Arc::clone(&driver), vm.id);
+                    Some(Arc::new(
+                        move |cols: u16, rows: u16| -> futures::future::BoxFuture<'static, ()> {
+                            let driver = Arc::clone(&driver);
+                            Box::pin(async move {
+                                if let Err(e) = driver.resize_console(id, cols, rows).await {
+                                    tracing::debug!(vm = %id, error = %chain(&e), "console resize not delivered");
+                                }
+                            })
+                        },
+                    ) as ResizeFn)
+                }
+                _ => None,
+            };
             let console = open_endpoint(endpoint, redeemed.kind).await?;
             Ok(Connected { console, resize })
         }
@@ -334,6 +350,12 @@ async fn open_endpoint(endpoint: ConsoleEndpoint, kind: ConsoleKind) -> Result<C
     let timed = |what: &str| format!("connecting to the console timed out ({what})");
     match endpoint {
         ConsoleEndpoint::Shared(shared) => Ok(Console::Shared(shared)),
+        ConsoleEndpoint::Piped(mut piped) => {
+            if kind == ConsoleKind::Vnc {
+                authenticate(&mut piped.stream, piped.password.as_deref()).await?;
+            }
+            Ok(Console::Unix(piped.stream))
+        }
         ConsoleEndpoint::Unix { path, password } => {
             let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(&path))
                 .await

@@ -303,6 +303,7 @@ pub async fn finish_template_import(
         cmdline: upload.cmdline,
         created_at: app.clock.now_millis(),
         approved: false,
+        on_node: None,
     };
     let dir = app.images.template_dir(record.id);
     upload.staging.commit(&dir)?;
@@ -495,7 +496,9 @@ pub fn template_to_wire(t: &TemplateRecord) -> Template {
         virtual_size: t.virtual_size,
         min_disk_gib: gib_to_hold(t.virtual_size),
         sha256: t.sha256.clone(),
-        boot: if t.kernel_sha256.is_some() {
+        boot: if t.on_node.is_some() {
+            "node"
+        } else if t.kernel_sha256.is_some() {
             "kernel"
         } else {
             "disk"
@@ -503,6 +506,7 @@ pub fn template_to_wire(t: &TemplateRecord) -> Template {
         .into(),
         created_at: from_millis(t.created_at),
         approved: t.approved,
+        node: t.on_node.as_ref().map(|n| n.node.clone()),
     }
 }
 

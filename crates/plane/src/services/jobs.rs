@@ -305,14 +305,21 @@ async fn definition(app: &App, vm: &VmRecord) -> Result<VmDefinition, ApiError> 
                 .template(id)
                 .await?
                 .ok_or_else(|| ApiError::NotFound(format!("template {id} is gone")))?;
-            let files = app.images.template_files(&template);
-            BootMedia::Template {
-                id,
-                disk: files.disk,
-                format: template.disk_format,
-                kernel: files.kernel,
-                initrd: files.initrd,
-                cmdline: template.cmdline,
+            match template.on_node {
+                Some(kept) => BootMedia::NodeTemplate {
+                    reference: kept.reference,
+                },
+                None => {
+                    let files = app.images.template_files(&template);
+                    BootMedia::Template {
+                        id,
+                        disk: files.disk,
+                        format: template.disk_format,
+                        kernel: files.kernel,
+                        initrd: files.initrd,
+                        cmdline: template.cmdline,
+                    }
+                }
             }
         }
         (None, Some(id)) => BootMedia::Iso {

@@ -9,6 +9,7 @@ pub mod expiry;
 pub mod images;
 pub mod jobs;
 pub mod mail;
+pub mod nodes;
 pub mod reconcile;
 pub mod secrets;
 pub mod ssh_keys;

@@ -56,7 +56,7 @@ pub async fn report_unknown_vms(app: &App) -> Result<(), ApiError> {
         .into_iter()
         .map(|vm| vm.id)
         .collect();
-    for (node, driver) in app.nodes.iter() {
+    for (node, driver) in app.nodes.all() {
         for (id, power) in driver.inventory().await? {
             if !known.contains(&id) {
                 tracing::warn!(%node, vm = %id, state = ?power, "node has a VM porthole does not know; leaving it alone");

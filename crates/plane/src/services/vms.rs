@@ -147,6 +147,7 @@ async fn create_vm(
         disk_gib: request.disk_gib,
     };
     resources.validate()?;
+    let mut node = None;
     let (template_id, iso_id) = match (&request.template, &request.iso) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(
@@ -186,10 +187,12 @@ async fn create_vm(
                     ),
                 ));
             }
+            node = template.on_node.map(|kept| kept.node);
             (Some(template.id), None)
         }
         (None, Some(iso)) => (None, Some(usable_iso(app, caller, iso, "iso").await?)),
     };
+    let node = node.unwrap_or_else(|| app.nodes.place().to_owned());
     let guest = match template_id {
         Some(_) => Some(guest_setup(app, caller, &name, &request).await?),
         None if request.ssh_keys.as_ref().is_some_and(|k| !k.is_empty())
@@ -221,7 +224,7 @@ async fn create_vm(
         name,
         owner_id: caller.user.id,
         owner: caller.user.username.clone(),
-        node: app.nodes.place().to_owned(),
+        node,
         state: VmState::Creating,
         resources,
         template_id,

@@ -1,0 +1,480 @@
+//! Nodes besides the built-in one: adding a Proxmox VE cluster, listing, removing, and
+//! linking the templates a node keeps.
+//!
+//! A node is checked before it is stored: its API must answer with the credentials given,
+//! so a typo fails the request and leaves nothing behind. The password or token secret is
+//! sealed under the plane's key; the rest of its settings are stored as JSON.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use porthole_api::{CreateNodeRequest, LinkTemplateRequest, Node, Template};
+use porthole_core::driver::{DiskFormat, Driver, DriverError};
+use porthole_core::{SpecError, TemplateId};
+use porthole_proxmox::{
+    ApiToken, CertFingerprint, Client, ClientBuilder, Credentials, PasswordLogin, ProxmoxDriver,
+    Secret, TlsOptions,
+};
+use porthole_store::StoreError;
+use porthole_store::images::{NodeTemplate, TemplateRecord};
+use porthole_store::nodes::NodeRecord;
+use serde::{Deserialize, Serialize};
+
+use crate::app::{App, Nodes};
+use crate::error::{ApiError, chain};
+use crate::extract::Caller;
+use crate::services::audit::{self, Target};
+use crate::services::images::{check_template_name, template_to_wire};
+
+/// How long checking a node may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a Proxmox node is reached, without its secret.
+#[derive(Debug, Serialize, Deserialize)]
+struct ProxmoxSettings {
+    auth: ProxmoxAuth,
+    tls: Trust,
+    #[serde(default)]
+    pve_node: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ProxmoxAuth {
+    /// An API token; the secret is sealed.
+    Token { user: String, token_id: String },
+    /// A user's password; the password is sealed.
+    Password { username: String, realm: String },
+}
+
+/// Which certificates a node's API may present.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trust {
+    /// The system's trust store.
+    System,
+    /// A CA certificate, PEM.
+    Ca(String),
+    /// Exactly this certificate.
+    Fingerprint(String),
+    /// Anything (labs and tests only).
+    Insecure,
+}
+
+impl Trust {
+    /// The trust a request asks for: at most one of `ca`, `fingerprint` and `insecure`.
+    pub fn choose(
+        ca: Option<String>,
+        fingerprint: Option<String>,
+        insecure: bool,
+    ) -> Result<Trust, SpecError> {
+        match (ca, fingerprint, insecure) {
+            (None, None, false) => Ok(Trust::System),
+            (Some(ca), None, false) => Ok(Trust::Ca(ca)),
+            (None, Some(fingerprint), false) => {
+                fingerprint
+                    .parse::<CertFingerprint>()
+                    .map_err(|e| SpecError::new("fingerprint", e.to_string()))?;
+                Ok(Trust::Fingerprint(fingerprint))
+            }
+            (None, None, true) => Ok(Trust::Insecure),
+            _ => Err(SpecError::new(
+                "tls",
+                "give at most one of ca, fingerprint and insecure",
+            )),
+        }
+    }
+
+    /// The client's TLS options.
+    pub fn options(&self) -> Result<TlsOptions, SpecError> {
+        Ok(match self {
+            Trust::System => TlsOptions::System,
+            Trust::Ca(pem) => TlsOptions::CaPem(pem.clone()),
+            Trust::Fingerprint(fingerprint) => {
+                TlsOptions::Fingerprint(fingerprint.parse().map_err(
+                    |e: porthole_proxmox::tls::TlsError| {
+                        SpecError::new("fingerprint", e.to_string())
+                    },
+                )?)
+            }
+            Trust::Insecure => TlsOptions::Insecure,
+        })
+    }
+}
+
+/// Checks a URL for a Proxmox API: `https://host[:port]`, or `http://` for tests.
+pub fn check_url(url: &str) -> Result<(), SpecError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| SpecError::new("url", format!("{e}; give it as https://HOST:8006")))?;
+    if !matches!(parsed.scheme(), "https" | "http") || parsed.host_str().is_none() {
+        return Err(SpecError::new("url", "give it as https://HOST:8006"));
+    }
+    Ok(())
+}
+
+/// Node names: 1-32 of `a-z`, `0-9` and `-`, starting with a letter.
+fn check_name(name: &str) -> Result<(), SpecError> {
+    let ok = (1..=32).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok {
+        return Err(SpecError::new(
+            "name",
+            "must be 1-32 of a-z, 0-9 and -, starting with a letter",
+        ));
+    }
+    if name == Nodes::LOCAL {
+        return Err(SpecError::new("name", "\"local\" is the built-in node"));
+    }
+    Ok(())
+}
+
+/// A Proxmox client for `url` with `credentials` and `trust`.
+pub fn proxmox_client(
+    url: &str,
+    credentials: Credentials,
+    trust: &Trust,
+) -> Result<Client, ApiError> {
+    ClientBuilder::new(url, credentials)
+        .tls(trust.options()?)
+        .timeout(CHECK_TIMEOUT)
+        .build()
+        .map_err(|e| ApiError::invalid("url", chain(&e)))
+}
+
+/// The validated settings, secret and client of an add request.
+fn parse_request(
+    request: &CreateNodeRequest,
+) -> Result<(ProxmoxSettings, String, Client), ApiError> {
+    check_name(&request.name)?;
+    if request.kind != "proxmox" {
+        return Err(ApiError::invalid(
+            "kind",
+            "only \"proxmox\" nodes can be added here; agents join with a token",
+        ));
+    }
+    check_url(&request.url)?;
+    let (auth, secret, credentials) = match (
+        &request.token,
+        &request.username,
+        &request.password,
+        &request.realm,
+    ) {
+        (Some(token), None, None, None) => {
+            let token: ApiToken = token
+                .parse()
+                .map_err(|e: porthole_proxmox::Error| ApiError::invalid("token", e.to_string()))?;
+            let auth = ProxmoxAuth::Token {
+                user: token.user.clone(),
+                token_id: token.token_id.clone(),
+            };
+            (
+                auth,
+                token.secret.expose().to_owned(),
+                Credentials::Token(token),
+            )
+        }
+        (None, Some(username), Some(password), Some(realm)) => {
+            if username.is_empty() || username.contains(['@', ':']) {
+                return Err(ApiError::invalid(
+                    "username",
+                    "give the user name without @realm",
+                ));
+            }
+            if realm.is_empty() {
+                return Err(ApiError::invalid("realm", "must not be empty"));
+            }
+            let auth = ProxmoxAuth::Password {
+                username: username.clone(),
+                realm: realm.clone(),
+            };
+            let login = PasswordLogin::new(username, realm, Secret::new(password.clone()));
+            (auth, password.clone(), Credentials::Password(login))
+        }
+        (Some(_), ..) => {
+            return Err(ApiError::invalid(
+                "token",
+                "give a token, or a username, password and realm, not both",
+            ));
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "token",
+                "give a token (USER@REALM!ID=SECRET), or a username, password and realm",
+            ));
+        }
+    };
+    let trust = Trust::choose(
+        request.ca.clone(),
+        request.fingerprint.clone(),
+        request.insecure,
+    )?;
+    let client = proxmox_client(&request.url, credentials, &trust)?;
+    let settings = ProxmoxSettings {
+        auth,
+        tls: trust,
+        pve_node: request.pve_node.clone(),
+    };
+    Ok((settings, secret, client))
+}
+
+/// The sealing context of node `name`'s secret.
+fn seal_context(name: &str) -> String {
+    format!("node:{name}")
+}
+
+/// The driver of a stored node.
+fn driver_of(app: &App, record: &NodeRecord) -> Result<Arc<dyn Driver>, ApiError> {
+    let settings: ProxmoxSettings =
+        serde_json::from_str(&record.settings).map_err(ApiError::internal)?;
+    let secret = app
+        .secrets
+        .open_sealed(&record.secret_sealed, &seal_context(&record.name))
+        .map_err(ApiError::Internal)?;
+    let credentials = match settings.auth {
+        ProxmoxAuth::Token { user, token_id } => Credentials::Token(ApiToken {
+            user,
+            token_id,
+            secret: Secret::new(secret),
+        }),
+        ProxmoxAuth::Password { username, realm } => {
+            Credentials::Password(PasswordLogin::new(username, realm, Secret::new(secret)))
+        }
+    };
+    let client = proxmox_client(&record.url, credentials, &settings.tls)?;
+    Ok(Arc::new(ProxmoxDriver::new(client, settings.pve_node)))
+}
+
+/// Puts every stored node in the registry. A node that cannot be set up is logged and
+/// left out; its VMs show as unavailable.
+pub async fn load(app: &App) -> Result<(), ApiError> {
+    for record in app.store.nodes().await? {
+        match driver_of(app, &record) {
+            Ok(driver) => app.nodes.insert(&record.name, driver),
+            Err(e) => {
+                tracing::error!(node = %record.name, error = %chain(&e), "cannot set up node");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a failed check of a new node says, blaming the field to fix; `credential` is the
+/// field that held the secret (`token` or `password`).
+fn check_failed(error: &porthole_proxmox::Error, credential: &'static str) -> ApiError {
+    use porthole_proxmox::Error;
+    let message = chain(error);
+    match error {
+        Error::Unauthorized { .. } | Error::SecondFactorRequired { .. } => {
+            ApiError::invalid(credential, message)
+        }
+        Error::Forbidden { .. } => ApiError::invalid(
+            credential,
+            format!("{message}; the user needs rights on / (e.g. PVEVMAdmin, Pool.Allocate)"),
+        ),
+        Error::Connect { .. } | Error::Tls(_) => ApiError::invalid("url", message),
+        _ => ApiError::Unavailable(format!(
+            "the node did not answer as Proxmox VE does: {message}"
+        )),
+    }
+}
+
+/// Adds a Proxmox node after checking that it answers (admins).
+pub async fn add(app: &App, caller: &Caller, request: CreateNodeRequest) -> Result<Node, ApiError> {
+    caller.require_admin()?;
+    let target = Target {
+        kind: "node",
+        id: None,
+        name: Some(request.name.clone()),
+    };
+    let result = add_node(app, request).await;
+    audit::recorded(app, caller.into(), "node.add", Some(target), None, result).await
+}
+
+async fn add_node(app: &App, request: CreateNodeRequest) -> Result<Node, ApiError> {
+    let (settings, secret, client) = parse_request(&request)?;
+    let credential = match settings.auth {
+        ProxmoxAuth::Token { .. } => "token",
+        ProxmoxAuth::Password { .. } => "password",
+    };
+    let check_failed = |e| check_failed(&e, credential);
+    let version = tokio::time::timeout(CHECK_TIMEOUT, client.version())
+        .await
+        .map_err(|_| ApiError::invalid("url", "the node did not answer within 10 s"))?
+        .map_err(check_failed)?;
+    let pve_nodes = client.nodes().await.map_err(check_failed)?;
+    if let Some(pinned) = &settings.pve_node
+        && !pve_nodes.iter().any(|n| &n.node == pinned)
+    {
+        let known: Vec<_> = pve_nodes.iter().map(|n| n.node.as_str()).collect();
+        return Err(ApiError::invalid(
+            "pve_node",
+            format!(
+                "the cluster has no node {pinned:?}; it has {}",
+                known.join(", ")
+            ),
+        ));
+    }
+    let record = NodeRecord {
+        name: request.name.clone(),
+        kind: request.kind.clone(),
+        url: request.url.clone(),
+        settings: serde_json::to_string(&settings).map_err(ApiError::internal)?,
+        secret_sealed: app.secrets.seal(&secret, &seal_context(&request.name)),
+        created_at: app.clock.now_millis(),
+    };
+    app.store.insert_node(&record).await.map_err(|e| match e {
+        StoreError::Taken { .. } => ApiError::conflict(
+            Some("name"),
+            format!("name: a node called {:?} exists already", request.name),
+        ),
+        other => other.into(),
+    })?;
+    app.nodes.insert(
+        &record.name,
+        Arc::new(ProxmoxDriver::new(client, settings.pve_node)),
+    );
+    tracing::info!(node = %record.name, url = %record.url, "node added");
+    Ok(Node {
+        name: record.name,
+        kind: record.kind,
+        url: Some(record.url),
+        vms: 0,
+        online: true,
+        detail: format!("Proxmox VE {}", version.version),
+    })
+}
+
+/// Every node, each checked now (admins).
+pub async fn list(app: &App, caller: &Caller) -> Result<Vec<Node>, ApiError> {
+    caller.require_admin()?;
+    let vms = app.store.vms(None).await?;
+    let urls: std::collections::HashMap<String, String> = app
+        .store
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| (n.name, n.url))
+        .collect();
+    let mut out = Vec::new();
+    for (name, driver) in app.nodes.all() {
+        let (online, detail) = match tokio::time::timeout(CHECK_TIMEOUT, driver.inventory()).await {
+            Ok(Ok(found)) => (true, format!("{} porthole VMs found", found.len())),
+            Ok(Err(e)) => (false, chain(&e)),
+            Err(_) => (false, "no answer within 10 s".to_owned()),
+        };
+        out.push(Node {
+            vms: vms.iter().filter(|vm| vm.node == name).count() as u64,
+            kind: driver.kind().to_owned(),
+            url: urls.get(&name).cloned(),
+            name,
+            online,
+            detail,
+        });
+    }
+    Ok(out)
+}
+
+/// Removes a node that no VM or template uses (admins).
+pub async fn remove(app: &App, caller: &Caller, name: &str) -> Result<(), ApiError> {
+    caller.require_admin()?;
+    let result = if name == Nodes::LOCAL {
+        Err(ApiError::conflict(
+            None,
+            "the built-in node cannot be removed",
+        ))
+    } else {
+        app.store.delete_node(name).await.map_err(|e| match e {
+            StoreError::NotFound(_) => ApiError::NotFound(format!("no node called {name:?}")),
+            StoreError::InUse(_) => ApiError::conflict(
+                None,
+                format!("node {name:?} still has VMs or templates; delete them first"),
+            ),
+            other => other.into(),
+        })
+    };
+    if result.is_ok() {
+        app.nodes.remove(name);
+    }
+    let target = Target {
+        kind: "node",
+        id: None,
+        name: Some(name.to_owned()),
+    };
+    audit::recorded(
+        app,
+        caller.into(),
+        "node.remove",
+        Some(target),
+        None,
+        result,
+    )
+    .await
+}
+
+/// Makes a template node `node` keeps available as template `request.name` (admins). It
+/// starts unapproved, like an imported one.
+pub async fn link_template(
+    app: &App,
+    caller: &Caller,
+    node: &str,
+    request: LinkTemplateRequest,
+) -> Result<Template, ApiError> {
+    caller.require_admin()?;
+    let target = Target {
+        kind: "template",
+        id: None,
+        name: Some(request.name.clone()),
+    };
+    let detail = Some(format!("node={node} reference={}", request.reference));
+    let result = link(app, node, request).await;
+    audit::recorded(
+        app,
+        caller.into(),
+        "template.link",
+        Some(target),
+        detail,
+        result,
+    )
+    .await
+}
+
+async fn link(app: &App, node: &str, request: LinkTemplateRequest) -> Result<Template, ApiError> {
+    check_template_name(app, &request.name).await?;
+    let driver = app
+        .nodes
+        .get(node)
+        .map_err(|_| ApiError::NotFound(format!("no node called {node:?}")))?;
+    let disk_bytes = driver
+        .node_template(&request.reference)
+        .await
+        .map_err(|e| match e {
+            DriverError::Unsupported(_) => ApiError::invalid(
+                "node",
+                format!("node {node:?} keeps no templates of its own; import an image instead"),
+            ),
+            DriverError::BadImage(why) => ApiError::invalid("reference", why),
+            other => ApiError::Unavailable(chain(&other)),
+        })?;
+    let record = TemplateRecord {
+        id: TemplateId::random(),
+        name: request.name,
+        disk_format: DiskFormat::Raw,
+        virtual_size: disk_bytes,
+        file_size: 0,
+        sha256: String::new(),
+        kernel_sha256: None,
+        initrd_sha256: None,
+        cmdline: None,
+        created_at: app.clock.now_millis(),
+        approved: false,
+        on_node: Some(NodeTemplate {
+            node: node.to_owned(),
+            reference: request.reference,
+        }),
+    };
+    app.store.insert_template(&record).await?;
+    Ok(template_to_wire(&record))
+}
