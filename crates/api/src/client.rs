@@ -237,8 +237,27 @@ impl Client {
         let body = LoginRequest {
             username: username.into(),
             password: password.into(),
+            realm: None,
         };
         self.post("api/v1/login", &body).await
+    }
+
+    /// `GET /api/v1/proxmox/vms` (accessor mode): the Proxmox VMs this user may see.
+    pub async fn proxmox_vms(&self) -> Result<Vec<ProxmoxVm>, ClientError> {
+        self.get("api/v1/proxmox/vms").await
+    }
+
+    /// `POST /api/v1/proxmox/vms/{vmid}/console` (accessor mode): a console ticket.
+    pub async fn proxmox_console_ticket(
+        &self,
+        vmid: u32,
+        kind: ConsoleKind,
+    ) -> Result<ConsoleTicket, ClientError> {
+        self.post(
+            &format!("api/v1/proxmox/vms/{vmid}/console"),
+            &ConsoleTicketRequest { kind },
+        )
+        .await
     }
 
     /// `POST /api/v1/logout`: revokes this client's token.

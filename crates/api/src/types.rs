@@ -37,6 +37,10 @@ pub struct LoginRequest {
     pub username: String,
     /// Its password.
     pub password: String,
+    /// In Proxmox accessor mode, the realm (`pve`, `pam`, an LDAP realm) unless the
+    /// username carries one as `user@realm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
 }
 
 /// A bearer token for `Authorization: Bearer ...`.
@@ -533,10 +537,10 @@ pub struct ConsoleSession {
     pub id: Uuid,
     /// Who.
     pub username: String,
-    /// `vm` or `external`.
+    /// `vm`, `external` or `proxmox`.
     pub target_kind: String,
-    /// The VM or external console's id.
-    pub target_id: Uuid,
+    /// Its id: a UUID for VMs and external consoles, the VMID for Proxmox VMs.
+    pub target_id: String,
     /// Its name.
     pub target_name: String,
     /// `vnc` or `serial`.
@@ -632,4 +636,21 @@ pub struct LinkTemplateRequest {
     pub name: String,
     /// The node's name for it: a Proxmox template VM's VMID.
     pub reference: String,
+}
+
+/// A Proxmox VM as accessor mode lists it: one the user holds VM.Audit on.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProxmoxVm {
+    /// Its VMID.
+    pub vmid: u32,
+    /// The PVE node it is on.
+    pub node: String,
+    /// Its name.
+    pub name: String,
+    /// `running`, `stopped`, …
+    pub status: String,
+    /// Its pool, if any.
+    pub pool: Option<String>,
+    /// Whether the user holds VM.Console on it.
+    pub can_console: bool,
 }

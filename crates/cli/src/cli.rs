@@ -283,6 +283,31 @@ pub struct ServeArgs {
     /// For testing expiry only.
     #[arg(long, hide = true)]
     pub clock_file: Option<PathBuf>,
+    /// Who logs in: `local` porthole accounts, or `proxmox`: accessor mode, where people
+    /// log in with their Proxmox VE account and see only what its permissions show.
+    #[arg(long, value_enum, default_value = "local")]
+    pub auth: AuthArg,
+    /// Accessor mode: the Proxmox VE API, e.g. https://pve.example.org:8006.
+    #[arg(long, value_name = "URL", required_if_eq("auth", "proxmox"))]
+    pub proxmox_url: Option<String>,
+    /// Accessor mode: trust exactly the PVE certificate with this SHA-256 fingerprint.
+    #[arg(long, value_name = "SHA256", conflicts_with_all = ["proxmox_ca", "proxmox_insecure"])]
+    pub proxmox_fingerprint: Option<String>,
+    /// Accessor mode: trust PVE's certificate if this CA (PEM file) signed it.
+    #[arg(long, value_name = "FILE", conflicts_with = "proxmox_insecure")]
+    pub proxmox_ca: Option<PathBuf>,
+    /// Accessor mode: do not verify PVE's certificate (isolated labs only).
+    #[arg(long)]
+    pub proxmox_insecure: bool,
+    /// Accessor mode: the realm preselected on the login page.
+    #[arg(long, value_name = "REALM", default_value = "pve")]
+    pub proxmox_realm: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthArg {
+    Local,
+    Proxmox,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

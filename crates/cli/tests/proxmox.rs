@@ -217,7 +217,7 @@ async fn members_run_vms_on_a_proxmox_node_with_consoles() {
     assert_eq!(api_error(too_small).3.as_deref(), Some("disk_gib"));
     let created = alice
         .create_vm(&CreateVmRequest {
-            disk_gib: 4,
+            disk_gib: 5,
             ..CreateVmRequest::small("web1", "debian")
         })
         .await
@@ -241,6 +241,7 @@ async fn members_run_vms_on_a_proxmox_node_with_consoles() {
     };
     assert_eq!(pool.as_deref(), Some("alice"));
     assert_eq!(config.get("ciuser").map(String::as_str), Some("alice"));
+    assert!(config["scsi0"].contains("size=5G"), "{}", config["scsi0"]);
     assert!(
         config["cipassword"].starts_with("$6$"),
         "a hash, not the password"
@@ -304,6 +305,19 @@ async fn members_run_vms_on_a_proxmox_node_with_consoles() {
     // Removing the node is refused while it has VMs and templates.
     let (status, ..) = api_error(admin.remove_node("pve").await.unwrap_err());
     assert_eq!(status, 409);
+    // A linked template is only forgotten; the node keeps its template VM.
+    admin
+        .link_template(
+            "pve",
+            &porthole_api::LinkTemplateRequest {
+                name: "spare".into(),
+                reference: "9000".into(),
+            },
+        )
+        .await
+        .unwrap();
+    admin.delete_template("spare").await.unwrap();
+    assert!(sim.sim().lock().vms[&9000].template);
 
     // Delete: the VM leaves the cluster.
     let delete = alice.delete_vm(id).await.unwrap();

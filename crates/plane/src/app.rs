@@ -61,6 +61,9 @@ pub struct PlaneConfig {
     pub portal: PortalSettings,
     /// Read the time from this file instead of the system clock (for testing expiry).
     pub clock_file: Option<PathBuf>,
+    /// Proxmox accessor mode (`--auth proxmox`): who may log in and what they see is
+    /// Proxmox VE's decision. `None`: local accounts.
+    pub accessor: Option<crate::services::accessor::AccessorSettings>,
 }
 
 /// The rules of self-service.

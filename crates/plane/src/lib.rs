@@ -40,9 +40,11 @@ use app::{App, AppState, Clock, ConsoleState, FileClock, Nodes, SystemClock};
 use error::chain;
 use porthole_gateway::GatewayMetrics;
 use prometheus_client::registry::Registry;
+pub use services::accessor::AccessorSettings;
 pub use services::expiry::ExpirySettings;
 use services::mail::Mailer;
 use services::nodes;
+pub use services::nodes::{Trust, check_url};
 use services::secrets::SecretBox;
 use services::{auth, expiry, images, jobs, reconcile};
 
@@ -139,9 +141,14 @@ impl Plane {
         nodes::load(&app)
             .await
             .map_err(|e| anyhow::anyhow!("loading the nodes: {e}"))?;
-        let generated_admin_password = auth::ensure_admin(&app)
-            .await
-            .map_err(|e| anyhow::anyhow!("creating the admin account: {e}"))?;
+        // Accessor mode has no local accounts: Proxmox VE decides who logs in.
+        let generated_admin_password = if app.config.accessor.is_some() {
+            None
+        } else {
+            auth::ensure_admin(&app)
+                .await
+                .map_err(|e| anyhow::anyhow!("creating the admin account: {e}"))?
+        };
         if let Some(guest) = &app.config.demo_guest {
             images::ensure_demo_template(&app, guest)
                 .await

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::controllers::{consoles, health, images, jobs, nodes, session, users, vms};
+use crate::controllers::{consoles, health, images, jobs, nodes, proxmox, session, users, vms};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,7 @@ use crate::controllers::{consoles, health, images, jobs, nodes, session, users, 
         consoles::vm_ticket, consoles::vm_socket, consoles::external_ticket, consoles::external_socket,
         consoles::list_external, consoles::create_external, consoles::delete_external,
         consoles::grant, consoles::revoke, consoles::sessions,
+        proxmox::list, proxmox::ticket, consoles::proxmox_socket,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -39,6 +40,7 @@ use crate::controllers::{consoles, health, images, jobs, nodes, session, users, 
         (name = "vms", description = "Virtual machines"),
         (name = "jobs", description = "Long-running operations"),
         (name = "consoles", description = "Console tickets, WebSockets and external consoles"),
+        (name = "proxmox", description = "Accessor mode: Proxmox VMs by the user's own Proxmox permissions"),
         (name = "ops", description = "Health and self-description"),
     )
 )]

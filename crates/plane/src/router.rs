@@ -7,7 +7,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 use crate::controllers::{
-    admin, assets, consoles, health, images, jobs, nodes, portal, session, users, vms, web,
+    admin, assets, consoles, health, images, jobs, nodes, portal, proxmox, session, users, vms, web,
 };
 use crate::error::ApiError;
 use crate::extract::MAX_JSON_BODY;
@@ -110,12 +110,20 @@ pub fn router(app: AppState) -> Router {
             "/api/v1/external-consoles/{id}/grants/{username}",
             put(consoles::grant).delete(consoles::revoke),
         )
-        .route("/api/v1/console-sessions", get(consoles::sessions));
+        .route("/api/v1/console-sessions", get(consoles::sessions))
+        .route("/api/v1/proxmox/vms", get(proxmox::list))
+        .route("/api/v1/proxmox/vms/{vmid}/console", post(proxmox::ticket))
+        .route(
+            "/api/v1/proxmox/vms/{vmid}/console/{kind}/ws",
+            get(consoles::proxmox_socket),
+        );
     let pages = Router::new()
         .route("/", get(web::root))
         .route("/login", get(web::login_page).post(web::login))
         .route("/logout", post(web::logout))
         .route("/vms", get(portal::home))
+        .route("/proxmox", get(proxmox::home))
+        .route("/proxmox/{vmid}/console/{kind}", get(proxmox::console))
         .route("/vms/new", get(portal::new_vm).post(portal::create))
         .route("/vms/{id}", get(portal::vm))
         .route("/vms/{id}/action", post(portal::action))

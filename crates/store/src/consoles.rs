@@ -15,6 +15,8 @@ pub enum ConsoleTarget {
     Vm(porthole_core::VmId),
     /// An external console.
     External(ExternalConsoleId),
+    /// A Proxmox VM in accessor mode, by VMID.
+    Proxmox(u32),
 }
 
 impl ConsoleTarget {
@@ -22,6 +24,7 @@ impl ConsoleTarget {
         match self {
             ConsoleTarget::Vm(_) => "vm",
             ConsoleTarget::External(_) => "external",
+            ConsoleTarget::Proxmox(_) => "proxmox",
         }
     }
 
@@ -29,6 +32,7 @@ impl ConsoleTarget {
         match self {
             ConsoleTarget::Vm(id) => id.to_string(),
             ConsoleTarget::External(id) => id.to_string(),
+            ConsoleTarget::Proxmox(vmid) => vmid.to_string(),
         }
     }
 
@@ -37,6 +41,12 @@ impl ConsoleTarget {
         match kind.as_str() {
             "vm" => Ok(ConsoleTarget::Vm(id_column(row, "target_id")?)),
             "external" => Ok(ConsoleTarget::External(id_column(row, "target_id")?)),
+            "proxmox" => {
+                let id: String = row.try_get("target_id")?;
+                id.parse()
+                    .map(ConsoleTarget::Proxmox)
+                    .map_err(|_| StoreError::Corrupt(format!("target_id = {id:?}")))
+            }
             other => Err(StoreError::Corrupt(format!("target_kind = {other:?}"))),
         }
     }
@@ -72,6 +82,8 @@ pub struct TicketRecord {
     pub kind: ConsoleKind,
     /// For VMs, the node it ran on when the ticket was minted.
     pub node: Option<String>,
+    /// For Proxmox VMs in accessor mode, the hash of the session whose PVE ticket opens it.
+    pub session: Option<String>,
     /// When it was minted.
     pub created_at: Millis,
     /// When it stops working.
@@ -221,7 +233,8 @@ impl Store {
             .await?;
         sqlx::query(
             "INSERT INTO console_tickets (token_hash, user_id, target_kind, target_id, \
-             console_kind, node, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             console_kind, node, session_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&ticket.token_hash)
         .bind(ticket.user_id.to_string())
@@ -229,6 +242,7 @@ impl Store {
         .bind(ticket.target.id())
         .bind(console_kind_str(ticket.kind))
         .bind(&ticket.node)
+        .bind(&ticket.session)
         .bind(ticket.created_at)
         .bind(ticket.expires_at)
         .execute(&self.pool)
@@ -245,7 +259,7 @@ impl Store {
     ) -> Result<Option<TicketRecord>, StoreError> {
         let row = sqlx::query(
             "DELETE FROM console_tickets WHERE token_hash = $1 RETURNING token_hash, user_id, \
-             target_kind, target_id, console_kind, node, created_at, expires_at",
+             target_kind, target_id, console_kind, node, session_hash, created_at, expires_at",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
@@ -257,6 +271,7 @@ impl Store {
                 target: ConsoleTarget::from_row(&row)?,
                 kind: enum_column(&row, "console_kind", parse_console_kind)?,
                 node: row.try_get("node")?,
+                session: row.try_get("session_hash")?,
                 created_at: row.try_get("created_at")?,
                 expires_at: row.try_get("expires_at")?,
             })
@@ -505,6 +520,7 @@ mod tests {
             target: ConsoleTarget::Vm(VmId::random()),
             kind: ConsoleKind::Vnc,
             node: Some("local".into()),
+            session: None,
             created_at: 100,
             expires_at: 130,
         };
@@ -516,6 +532,22 @@ mod tests {
         assert_eq!(
             store.take_console_ticket(&ticket.token_hash).await.unwrap(),
             None
+        );
+
+        // Proxmox VMs are named by VMID and carry their session.
+        let proxmox = TicketRecord {
+            token_hash: "ef".repeat(32),
+            target: ConsoleTarget::Proxmox(104),
+            session: Some("12".repeat(32)),
+            ..ticket.clone()
+        };
+        store.insert_console_ticket(&proxmox).await.unwrap();
+        assert_eq!(
+            store
+                .take_console_ticket(&proxmox.token_hash)
+                .await
+                .unwrap(),
+            Some(proxmox)
         );
 
         // Minting later sweeps expired tickets away.

@@ -16,6 +16,7 @@ pub mod nodes;
 pub mod quotas;
 pub mod ssh_keys;
 pub mod tokens;
+pub mod upstream;
 pub mod users;
 pub mod vms;
 

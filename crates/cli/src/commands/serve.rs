@@ -3,15 +3,17 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use anyhow::Context;
 use porthole_core::Limits;
 use porthole_gateway::SessionPolicy;
 use porthole_plane::{
-    AccelSetting, ConsoleSettings, ExpirySettings, Plane, PlaneConfig, PortalSettings,
+    AccelSetting, AccessorSettings, ConsoleSettings, ExpirySettings, Plane, PlaneConfig,
+    PortalSettings, Trust, check_url,
 };
 use porthole_qemu::Accel;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{AccelArg, ServeArgs};
+use crate::cli::{AccelArg, AuthArg, ServeArgs};
 
 pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_env("PORTHOLE_LOG")
@@ -69,6 +71,7 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 .map(|url| (url, args.smtp_from.clone())),
         },
         clock_file: args.clock_file.clone(),
+        accessor: accessor(args)?,
     };
     let plane = Plane::open(config).await?;
     if let Some(password) = &plane.generated_admin_password {
@@ -94,4 +97,34 @@ async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
     tracing::info!("stopping; VMs keep running");
+}
+
+/// Accessor mode's settings, checked, if `--auth proxmox`.
+fn accessor(args: &ServeArgs) -> anyhow::Result<Option<AccessorSettings>> {
+    if args.auth != AuthArg::Proxmox {
+        anyhow::ensure!(
+            args.proxmox_url.is_none(),
+            "--proxmox-url needs --auth proxmox"
+        );
+        return Ok(None);
+    }
+    let url = args.proxmox_url.clone().unwrap_or_default();
+    check_url(&url).map_err(|e| anyhow::anyhow!("--proxmox-url: {}", e.problem))?;
+    let ca = match &args.proxmox_ca {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --proxmox-ca {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let trust = Trust::choose(ca, args.proxmox_fingerprint.clone(), args.proxmox_insecure)
+        .map_err(|e| anyhow::anyhow!("--proxmox-{}: {}", e.field, e.problem))?;
+    trust
+        .options()
+        .map_err(|e| anyhow::anyhow!("--proxmox-{}: {}", e.field, e.problem))?;
+    Ok(Some(AccessorSettings {
+        url,
+        trust,
+        default_realm: args.proxmox_realm.clone(),
+    }))
 }

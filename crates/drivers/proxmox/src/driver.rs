@@ -325,7 +325,10 @@ impl Driver for ProxmoxDriver {
         self.client
             .set_qemu_config(&target, vmid, &update)
             .await
-            .map_err(|e| failed("configure", e))
+            .map_err(|e| failed("configure", e))?;
+        progress.update(0.85, "growing the disk");
+        let at = Located { node: target, vmid };
+        self.grow_disk(&at, def.resources.disk_gib).await
     }
 
     async fn start(&self, vm: VmId) -> Result<(), DriverError> {

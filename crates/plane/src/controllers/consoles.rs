@@ -118,6 +118,37 @@ pub async fn external_socket(
     accept(app, target, &kind, query, &headers, remote, upgrade).await
 }
 
+/// The WebSocket of a Proxmox VM's console in accessor mode. Open it with `?ticket=TICKET`.
+#[utoipa::path(get, path = "/api/v1/proxmox/vms/{vmid}/console/{kind}/ws", tag = "proxmox",
+    params(("vmid" = u32, Path, description = "The VMID"),
+        ("kind" = String, Path, description = "vnc or serial"),
+        ("ticket" = Option<String>, Query, description = "The console ticket"),
+        ("framing" = Option<String>, Query, description = "binary (default) or termproxy")),
+    responses((status = 101, description = "The console stream"), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn proxmox_socket(
+    State(app): State<AppState>,
+    Path((vmid, kind)): Path<(String, String)>,
+    Query(query): Query<ConsoleQuery>,
+    headers: HeaderMap,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let vmid = vmid
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("{vmid:?} is not a Proxmox VMID")))?;
+    accept(
+        app,
+        ConsoleTarget::Proxmox(vmid),
+        &kind,
+        query,
+        &headers,
+        remote,
+        upgrade,
+    )
+    .await
+}
+
 async fn accept(
     app: AppState,
     target: ConsoleTarget,

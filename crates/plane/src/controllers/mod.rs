@@ -9,6 +9,7 @@ pub mod images;
 pub mod jobs;
 pub mod nodes;
 pub mod portal;
+pub mod proxmox;
 pub mod session;
 pub mod users;
 pub mod vms;

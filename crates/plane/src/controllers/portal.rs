@@ -128,6 +128,9 @@ pub async fn home(
     WebUser(caller): WebUser,
     Query(flash): Query<Flash>,
 ) -> Result<Response, ApiError> {
+    if app.config.accessor.is_some() {
+        return Ok(redirect("/proxmox"));
+    }
     let owner = (!caller.is_admin()).then_some(caller.user.id);
     let vms = app
         .store

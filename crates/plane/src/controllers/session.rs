@@ -25,6 +25,7 @@ pub async fn login(
         &app,
         &request.username,
         &request.password,
+        request.realm.as_deref(),
         auth::TokenPurpose::Api,
         Some(remote),
     )

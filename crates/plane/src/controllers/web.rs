@@ -150,6 +150,8 @@ struct LoginPage {
     error: Option<String>,
     next: String,
     typed_username: String,
+    /// Accessor mode: the realm to preselect.
+    realm: Option<String>,
 }
 
 /// The query of the login page.
@@ -200,6 +202,11 @@ fn login_form(
             error,
             next,
             typed_username,
+            realm: app
+                .config
+                .accessor
+                .as_ref()
+                .map(|a| a.default_realm.clone()),
         },
     );
     if let Ok(value) = cookie.parse() {
@@ -223,6 +230,9 @@ fn secure_cookies(app: &App, headers: &HeaderMap) -> bool {
 pub struct LoginForm {
     username: String,
     password: String,
+    /// Accessor mode: the Proxmox realm.
+    #[serde(default)]
+    realm: Option<String>,
     next: Option<String>,
     #[serde(default)]
     csrf: String,
@@ -247,6 +257,7 @@ pub async fn login(
         &app,
         &form.username,
         &form.password,
+        form.realm.as_deref(),
         TokenPurpose::Web,
         Some(remote),
     )
@@ -302,8 +313,17 @@ pub async fn logout(
 }
 
 /// `GET /`.
-pub async fn root() -> Response {
-    redirect("/vms")
+pub async fn root(State(app): State<AppState>) -> Response {
+    redirect(home_path(&app))
+}
+
+/// Where a signed-in user starts: their VMs, or in accessor mode their Proxmox VMs.
+pub fn home_path(app: &App) -> &'static str {
+    if app.config.accessor.is_some() {
+        "/proxmox"
+    } else {
+        "/vms"
+    }
 }
 
 #[derive(Template)]
@@ -322,7 +342,7 @@ struct SerialPage {
     ticket_url: String,
 }
 
-fn console_page(
+pub fn console_page(
     kind: &str,
     chrome: Chrome,
     name: String,

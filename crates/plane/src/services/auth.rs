@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::extract::Caller;
+use crate::services::accessor;
 use crate::services::audit::{self, Actor, Target};
 
 /// The first admin's username.
@@ -151,7 +152,7 @@ pub struct LoginThrottle {
 impl LoginThrottle {
     /// Counts an attempt from `address`; fails once it made more than `per_minute` in the
     /// current minute.
-    fn attempt(&self, address: IpAddr, per_minute: u32) -> Result<(), ApiError> {
+    pub fn attempt(&self, address: IpAddr, per_minute: u32) -> Result<(), ApiError> {
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if windows.len() > 10_000 {
@@ -178,13 +179,20 @@ impl LoginThrottle {
 /// Refused with 429: more than `--logins-per-minute` attempts from one address, or an
 /// account locked after `--login-max-failures` wrong passwords in a row (for
 /// `--login-lockout`). Every refusal and every lockout is audited.
+///
+/// In Proxmox accessor mode, Proxmox VE checks the password instead, in `realm` unless the
+/// username names one ([`accessor::login`]).
 pub async fn login(
     app: &App,
     username: &str,
     password: &str,
+    realm: Option<&str>,
     purpose: TokenPurpose,
     remote: Option<SocketAddr>,
 ) -> Result<LoginResponse, ApiError> {
+    if app.config.accessor.is_some() {
+        return accessor::login(app, username, realm, password, purpose, remote).await;
+    }
     let result = check_login(app, username, password, remote).await;
     let actor = Actor {
         user: result.as_ref().ok(),
@@ -192,7 +200,15 @@ pub async fn login(
         remote,
     };
     audit::record(app, actor, "login", None, &result, None).await;
-    let user = result?;
+    issue_token(app, &result?, purpose).await
+}
+
+/// Starts a session for `user`: a new token, valid for what `purpose` allows.
+pub async fn issue_token(
+    app: &App,
+    user: &UserRecord,
+    purpose: TokenPurpose,
+) -> Result<LoginResponse, ApiError> {
     let token = random_secret("pht_");
     let now = app.clock.now();
     let (label, ttl) = match purpose {
@@ -210,7 +226,7 @@ pub async fn login(
             expires_at: expires_at.timestamp_millis(),
         })
         .await?;
-    tracing::info!(username, "login");
+    tracing::info!(username = %user.username, "login");
     Ok(LoginResponse { token, expires_at })
 }
 

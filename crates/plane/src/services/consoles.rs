@@ -29,6 +29,7 @@ use porthole_gateway::{
     Console, End, Frame, Framing, Rejection, RelayOptions, SessionSlot, TransportError, WsIo, rfb,
     ticket,
 };
+use porthole_proxmox::console;
 use porthole_store::StoreError;
 use porthole_store::consoles::{
     ConsoleTarget, ExternalConsoleRecord, ExternalProtocol, SessionRecord, TicketRecord,
@@ -41,6 +42,7 @@ use tokio::net::{TcpStream, UnixStream};
 use crate::app::App;
 use crate::error::{ApiError, chain};
 use crate::extract::Caller;
+use crate::services::accessor;
 use crate::services::auth::from_millis;
 use crate::services::images::validate_image_name;
 use crate::services::vms::visible_vm;
@@ -56,7 +58,28 @@ pub fn ws_path(target: ConsoleTarget, kind: ConsoleKind) -> String {
     match target {
         ConsoleTarget::Vm(id) => format!("/api/v1/vms/{id}/console/{kind}/ws"),
         ConsoleTarget::External(id) => format!("/api/v1/external-consoles/{id}/console/{kind}/ws"),
+        ConsoleTarget::Proxmox(vmid) => format!("/api/v1/proxmox/vms/{vmid}/console/{kind}/ws"),
     }
+}
+
+/// A ticket for a Proxmox VM in accessor mode, bound to the caller's session, whose PVE
+/// ticket opens the console at connect time.
+pub async fn mint_for_session(
+    app: &App,
+    caller: &Caller,
+    target: ConsoleTarget,
+    kind: ConsoleKind,
+    node: String,
+) -> Result<ConsoleTicket, ApiError> {
+    mint_bound(
+        app,
+        caller,
+        target,
+        kind,
+        Some(node),
+        Some(caller.token_hash.clone()),
+    )
+    .await
 }
 
 async fn mint(
@@ -65,6 +88,17 @@ async fn mint(
     target: ConsoleTarget,
     kind: ConsoleKind,
     node: Option<String>,
+) -> Result<ConsoleTicket, ApiError> {
+    mint_bound(app, caller, target, kind, node, None).await
+}
+
+async fn mint_bound(
+    app: &App,
+    caller: &Caller,
+    target: ConsoleTarget,
+    kind: ConsoleKind,
+    node: Option<String>,
+    session: Option<String>,
 ) -> Result<ConsoleTicket, ApiError> {
     let minted = ticket::mint();
     let now = app.clock.now_millis();
@@ -77,6 +111,7 @@ async fn mint(
             target,
             kind,
             node,
+            session,
             created_at: now,
             expires_at,
         })
@@ -173,6 +208,17 @@ pub enum Resolved {
     Vm(VmRecord),
     /// An external console.
     External(ExternalConsoleRecord),
+    /// A Proxmox VM in accessor mode, with a client acting as the user.
+    Proxmox(ProxmoxTarget),
+}
+
+/// A Proxmox VM a user may open, and their own client to open it with.
+#[derive(Debug)]
+pub struct ProxmoxTarget {
+    vmid: u32,
+    node: String,
+    name: String,
+    client: porthole_proxmox::Client,
 }
 
 impl Resolved {
@@ -180,6 +226,7 @@ impl Resolved {
         match self {
             Resolved::Vm(vm) => ConsoleTarget::Vm(vm.id),
             Resolved::External(console) => ConsoleTarget::External(console.id),
+            Resolved::Proxmox(vm) => ConsoleTarget::Proxmox(vm.vmid),
         }
     }
 
@@ -187,6 +234,7 @@ impl Resolved {
         match self {
             Resolved::Vm(vm) => vm.name.to_string(),
             Resolved::External(console) => console.name.clone(),
+            Resolved::Proxmox(vm) => vm.name.clone(),
         }
     }
 }
@@ -264,6 +312,29 @@ pub async fn redeem(
             }
             Resolved::External(console)
         }
+        ConsoleTarget::Proxmox(vmid) => {
+            // The session whose PVE ticket opens it must still be alive, and PVE must
+            // still grant VM.Console on it now.
+            let session = ticket.session.as_deref().unwrap_or_default();
+            let revoked = |_| Refusal::Rejected(Rejection::AccessRevoked);
+            let client = accessor::session_client(app, session)
+                .await
+                .map_err(revoked)?;
+            let vm = accessor::console_target(&client, vmid)
+                .await
+                .map_err(revoked)?;
+            if ticket.node.as_deref() != Some(vm.node.as_str()) {
+                return Err(Refusal::Unavailable(format!(
+                    "VM {vmid} moved to another node; open the console again"
+                )));
+            }
+            Resolved::Proxmox(ProxmoxTarget {
+                vmid,
+                name: vm.name.unwrap_or_else(|| format!("VM {vmid}")),
+                node: vm.node,
+                client,
+            })
+        }
     };
     Ok(Redeemed {
         user,
@@ -297,16 +368,7 @@ async fn connect(app: &App, redeemed: &Redeemed) -> Result<Connected, String> {
                 .map_err(|e| chain(&e))?;
             let resize = match &endpoint {
                 // The console carries sizes in-band.
-                ConsoleEndpoint::Piped(piped) => piped.resize.clone().map(|sender| {
-                    Arc::new(
-                        move |cols: u16, rows: u16| -> futures::future::BoxFuture<'static, ()> {
-                            let sender = sender.clone();
-                            Box::pin(async move {
-                                let _ = sender.send((cols, rows)).await;
-                            })
-                        },
-                    ) as ResizeFn
-                }),
+                ConsoleEndpoint::Piped(piped) => piped.resize.clone().map(in_band_resize),
                 _ if redeemed.kind == ConsoleKind::Serial => {
                     let (driver, id) = (Arc::clone(&driver), vm.id);
                     Some(Arc::new(
@@ -323,6 +385,16 @@ async fn connect(app: &App, redeemed: &Redeemed) -> Result<Connected, String> {
                 _ => None,
             };
             let console = open_endpoint(endpoint, redeemed.kind).await?;
+            Ok(Connected { console, resize })
+        }
+        Resolved::Proxmox(vm) => {
+            let piped = match redeemed.kind {
+                ConsoleKind::Vnc => console::open_vnc(&vm.client, &vm.node, vm.vmid).await,
+                ConsoleKind::Serial => console::open_terminal(&vm.client, &vm.node, vm.vmid).await,
+            }
+            .map_err(|e| chain(&e))?;
+            let resize = piped.resize.clone().map(in_band_resize);
+            let console = open_endpoint(ConsoleEndpoint::Piped(piped), redeemed.kind).await?;
             Ok(Connected { console, resize })
         }
         Resolved::External(console) => {
@@ -344,6 +416,18 @@ async fn connect(app: &App, redeemed: &Redeemed) -> Result<Connected, String> {
             })
         }
     }
+}
+
+/// Resizes sent in-band on a console's own channel (Proxmox termproxy).
+fn in_band_resize(sender: tokio::sync::mpsc::Sender<(u16, u16)>) -> ResizeFn {
+    Arc::new(
+        move |cols: u16, rows: u16| -> futures::future::BoxFuture<'static, ()> {
+            let sender = sender.clone();
+            Box::pin(async move {
+                let _ = sender.send((cols, rows)).await;
+            })
+        },
+    )
 }
 
 async fn open_endpoint(endpoint: ConsoleEndpoint, kind: ConsoleKind) -> Result<Console, String> {
@@ -705,8 +789,9 @@ pub fn external_to_wire(record: &ExternalConsoleRecord) -> ExternalConsole {
 /// A session record as the API shows it.
 pub fn session_to_wire(record: &SessionRecord) -> ConsoleSession {
     let (target_kind, target_id) = match record.target {
-        ConsoleTarget::Vm(id) => ("vm", id.as_uuid()),
-        ConsoleTarget::External(id) => ("external", id.as_uuid()),
+        ConsoleTarget::Vm(id) => ("vm", id.to_string()),
+        ConsoleTarget::External(id) => ("external", id.to_string()),
+        ConsoleTarget::Proxmox(vmid) => ("proxmox", vmid.to_string()),
     };
     ConsoleSession {
         id: record.id,

@@ -357,6 +357,10 @@ pub async fn delete_template(app: &App, name: &str) -> Result<(), ApiError> {
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no template named {name:?}")))?;
     app.store.delete_template(template.id).await?;
+    if template.on_node.is_some() {
+        // The node keeps it; porthole only forgets the link.
+        return Ok(());
+    }
     let dir = app.images.template_dir(template.id);
     std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))
 }

@@ -2,6 +2,7 @@
 //! enforce the rules, and return typed results or [`crate::error::ApiError`]; they know
 //! nothing of HTTP.
 
+pub mod accessor;
 pub mod audit;
 pub mod auth;
 pub mod consoles;
