@@ -119,9 +119,6 @@ fn accessor(args: &ServeArgs) -> anyhow::Result<Option<AccessorSettings>> {
     };
     let trust = Trust::choose(ca, args.proxmox_fingerprint.clone(), args.proxmox_insecure)
         .map_err(|e| anyhow::anyhow!("--proxmox-{}: {}", e.field, e.problem))?;
-    trust
-        .options()
-        .map_err(|e| anyhow::anyhow!("--proxmox-{}: {}", e.field, e.problem))?;
     Ok(Some(AccessorSettings {
         url,
         trust,

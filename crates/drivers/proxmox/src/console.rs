@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use porthole_core::driver::PipedConsole;
+use porthole_core::driver::{ConsoleKind, PipedConsole};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -37,8 +37,22 @@ const CHUNK: usize = 64 * 1024;
 
 type Upstream = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Opens VM `vmid`'s `kind` console on `node`: the screen through `vncproxy`, the first
+/// serial port through `termproxy`.
+pub async fn open(
+    client: &Client,
+    node: &str,
+    vmid: u32,
+    kind: ConsoleKind,
+) -> Result<PipedConsole> {
+    match kind {
+        ConsoleKind::Vnc => open_vnc(client, node, vmid).await,
+        ConsoleKind::Serial => open_terminal(client, node, vmid).await,
+    }
+}
+
 /// Opens VM `vmid`'s graphical console on `node`.
-pub async fn open_vnc(client: &Client, node: &str, vmid: u32) -> Result<PipedConsole> {
+async fn open_vnc(client: &Client, node: &str, vmid: u32) -> Result<PipedConsole> {
     let proxy = client.vnc_proxy(node, vmid, true).await?;
     let target = client
         .vnc_websocket(node, vmid, proxy.port, &proxy.ticket)
@@ -58,7 +72,7 @@ pub async fn open_vnc(client: &Client, node: &str, vmid: u32) -> Result<PipedCon
 }
 
 /// Opens VM `vmid`'s first serial port on `node` as a terminal.
-pub async fn open_terminal(client: &Client, node: &str, vmid: u32) -> Result<PipedConsole> {
+async fn open_terminal(client: &Client, node: &str, vmid: u32) -> Result<PipedConsole> {
     let proxy = client.term_proxy(node, vmid, Some("serial0")).await?;
     let target = client
         .vnc_websocket(node, vmid, proxy.port, &proxy.ticket)

@@ -432,11 +432,9 @@ impl Driver for ProxmoxDriver {
 
     async fn console(&self, vm: VmId, kind: ConsoleKind) -> Result<ConsoleEndpoint, DriverError> {
         let at = self.require(vm).await?;
-        let piped = match kind {
-            ConsoleKind::Vnc => console::open_vnc(&self.client, &at.node, at.vmid).await,
-            ConsoleKind::Serial => console::open_terminal(&self.client, &at.node, at.vmid).await,
-        }
-        .map_err(|e| failed("open the console", e))?;
+        let piped = console::open(&self.client, &at.node, at.vmid, kind)
+            .await
+            .map_err(|e| failed("open the console", e))?;
         Ok(ConsoleEndpoint::Piped(piped))
     }
 }

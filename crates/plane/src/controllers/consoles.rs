@@ -23,6 +23,7 @@ use porthole_store::consoles::{ConsoleTarget, parse_console_kind};
 use serde::Deserialize;
 
 use crate::app::AppState;
+use crate::controllers::proxmox::parse_vmid;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller, OriginCheck, check_origin};
 use crate::services::audit::{self, Target};
@@ -134,12 +135,9 @@ pub async fn proxmox_socket(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let vmid = vmid
-        .parse()
-        .map_err(|_| ApiError::NotFound(format!("{vmid:?} is not a Proxmox VMID")))?;
     accept(
         app,
-        ConsoleTarget::Proxmox(vmid),
+        ConsoleTarget::Proxmox(parse_vmid(&vmid)?),
         &kind,
         query,
         &headers,

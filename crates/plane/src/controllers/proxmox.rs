@@ -15,7 +15,7 @@ use crate::extract::{ApiJson, Caller};
 use crate::services::accessor;
 
 /// A VMID from a path.
-fn parse_vmid(text: &str) -> Result<u32, ApiError> {
+pub(crate) fn parse_vmid(text: &str) -> Result<u32, ApiError> {
     text.parse()
         .ok()
         .filter(|id| (100..=999_999_999).contains(id))

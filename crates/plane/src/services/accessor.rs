@@ -253,19 +253,29 @@ fn to_wire(vm: &ClusterVm, can_console: bool) -> ProxmoxVm {
     }
 }
 
+/// The QEMU VMs (not templates) `pve`'s user may see, each with whether they hold
+/// VM.Console on it.
+async fn visible_vms(pve: &Client) -> Result<Vec<(ClusterVm, bool)>, ApiError> {
+    let (vms, permissions) =
+        tokio::try_join!(pve.cluster_vms(), pve.permissions()).map_err(|e| refused(&e))?;
+    Ok(vms
+        .into_iter()
+        .filter(|vm| vm.is_qemu() && !vm.template)
+        .map(|vm| {
+            let console = permissions.has_on_vm(vm.vmid, vm.pool.as_deref(), "VM.Console");
+            (vm, console)
+        })
+        .collect())
+}
+
 /// The VMs the user's PVE permissions show them (VM.Audit), with whether they may open
 /// each one's consoles (VM.Console).
 pub async fn vms(app: &App, caller: &Caller) -> Result<Vec<ProxmoxVm>, ApiError> {
     let pve = session_client(app, &caller.token_hash).await?;
-    let (vms, permissions) =
-        tokio::try_join!(pve.cluster_vms(), pve.permissions()).map_err(|e| refused(&e))?;
-    let mut out: Vec<ProxmoxVm> = vms
+    let mut out: Vec<ProxmoxVm> = visible_vms(&pve)
+        .await?
         .iter()
-        .filter(|vm| vm.is_qemu() && !vm.template)
-        .map(|vm| {
-            let console = permissions.has_on_vm(vm.vmid, vm.pool.as_deref(), "VM.Console");
-            to_wire(vm, console)
-        })
+        .map(|(vm, console)| to_wire(vm, *console))
         .collect();
     out.sort_by_key(|vm| vm.vmid);
     Ok(out)
@@ -273,13 +283,12 @@ pub async fn vms(app: &App, caller: &Caller) -> Result<Vec<ProxmoxVm>, ApiError>
 
 /// VM `vmid` as `pve` sees it, if it may open its consoles; the reason otherwise.
 pub async fn console_target(pve: &Client, vmid: u32) -> Result<ClusterVm, ApiError> {
-    let (vms, permissions) =
-        tokio::try_join!(pve.cluster_vms(), pve.permissions()).map_err(|e| refused(&e))?;
-    let vm = vms
+    let (vm, console) = visible_vms(pve)
+        .await?
         .into_iter()
-        .find(|vm| vm.vmid == vmid && vm.is_qemu() && !vm.template)
+        .find(|(vm, _)| vm.vmid == vmid)
         .ok_or_else(|| ApiError::NotFound(format!("no VM {vmid} is visible to you")))?;
-    if !permissions.has_on_vm(vmid, vm.pool.as_deref(), "VM.Console") {
+    if !console {
         return Err(ApiError::Forbidden(format!(
             "opening VM {vmid}'s console needs the VM.Console privilege on Proxmox"
         )));
@@ -297,7 +306,9 @@ pub async fn mint_ticket(
     let result = async {
         let pve = session_client(app, &caller.token_hash).await?;
         let vm = console_target(&pve, vmid).await?;
-        consoles::mint_for_session(app, caller, ConsoleTarget::Proxmox(vmid), kind, vm.node).await
+        let session = Some(caller.token_hash.clone());
+        let target = ConsoleTarget::Proxmox(vmid);
+        consoles::mint(app, caller, target, kind, Some(vm.node), session).await
     }
     .await;
     let target = Target {

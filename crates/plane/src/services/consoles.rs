@@ -62,37 +62,10 @@ pub fn ws_path(target: ConsoleTarget, kind: ConsoleKind) -> String {
     }
 }
 
-/// A ticket for a Proxmox VM in accessor mode, bound to the caller's session, whose PVE
+/// A ticket for `caller` to open `target`'s `kind` console. `node` is where the VM runs
+/// now; `session`, for Proxmox VMs in accessor mode, is the caller's session, whose PVE
 /// ticket opens the console at connect time.
-pub async fn mint_for_session(
-    app: &App,
-    caller: &Caller,
-    target: ConsoleTarget,
-    kind: ConsoleKind,
-    node: String,
-) -> Result<ConsoleTicket, ApiError> {
-    mint_bound(
-        app,
-        caller,
-        target,
-        kind,
-        Some(node),
-        Some(caller.token_hash.clone()),
-    )
-    .await
-}
-
-async fn mint(
-    app: &App,
-    caller: &Caller,
-    target: ConsoleTarget,
-    kind: ConsoleKind,
-    node: Option<String>,
-) -> Result<ConsoleTicket, ApiError> {
-    mint_bound(app, caller, target, kind, node, None).await
-}
-
-async fn mint_bound(
+pub async fn mint(
     app: &App,
     caller: &Caller,
     target: ConsoleTarget,
@@ -140,7 +113,15 @@ pub async fn mint_vm_ticket(
             ),
         ));
     }
-    mint(app, caller, ConsoleTarget::Vm(vm.id), kind, Some(vm.node)).await
+    mint(
+        app,
+        caller,
+        ConsoleTarget::Vm(vm.id),
+        kind,
+        Some(vm.node),
+        None,
+    )
+    .await
 }
 
 /// A ticket for an external console, if the caller is an admin or was granted it.
@@ -162,7 +143,15 @@ pub async fn mint_external_ticket(
             ),
         ));
     }
-    mint(app, caller, ConsoleTarget::External(console.id), kind, None).await
+    mint(
+        app,
+        caller,
+        ConsoleTarget::External(console.id),
+        kind,
+        None,
+        None,
+    )
+    .await
 }
 
 async fn visible_external(
@@ -388,11 +377,9 @@ async fn connect(app: &App, redeemed: &Redeemed) -> Result<Connected, String> {
             Ok(Connected { console, resize })
         }
         Resolved::Proxmox(vm) => {
-            let piped = match redeemed.kind {
-                ConsoleKind::Vnc => console::open_vnc(&vm.client, &vm.node, vm.vmid).await,
-                ConsoleKind::Serial => console::open_terminal(&vm.client, &vm.node, vm.vmid).await,
-            }
-            .map_err(|e| chain(&e))?;
+            let piped = console::open(&vm.client, &vm.node, vm.vmid, redeemed.kind)
+                .await
+                .map_err(|e| chain(&e))?;
             let resize = piped.resize.clone().map(in_band_resize);
             let console = open_endpoint(ConsoleEndpoint::Piped(piped), redeemed.kind).await?;
             Ok(Connected { console, resize })
