@@ -301,6 +301,9 @@ pub struct CreateVmRequest {
     /// username, or `porthole` if that cannot be a Linux user name.
     #[serde(default)]
     pub guest_user: Option<String>,
+    /// The node to run it on (admins only); by default the least-loaded node with room.
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 impl CreateVmRequest {
@@ -315,6 +318,7 @@ impl CreateVmRequest {
             disk_gib: 1,
             ssh_keys: None,
             guest_user: None,
+            node: None,
         }
     }
 }
@@ -574,20 +578,27 @@ pub struct Node {
     pub vms: u64,
     /// Whether it answered just now.
     pub online: bool,
-    /// What it said: its version, or why it did not answer.
+    /// What it said: its version, or why it did not answer, and for an agent what the plane
+    /// found when it last came back.
     pub detail: String,
+    /// For a new agent node only: the one-time token its agent joins with
+    /// (`porthole agent --join TOKEN`). It is shown once and stored only as a hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_token: Option<String>,
 }
 
-/// `POST /api/v1/nodes` (admins): adds a Proxmox VE cluster. Give `token`, or `username`,
-/// `password` and `realm`; and one of `ca`, `fingerprint` or `insecure`.
+/// `POST /api/v1/nodes` (admins): adds a Proxmox VE cluster, or a host running an agent.
+/// For Proxmox give `url`, and `token` or `username`, `password` and `realm`, and at most one
+/// of `ca`, `fingerprint` and `insecure`; for an agent give only `name`.
 #[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateNodeRequest {
     /// The node's name in porthole: 1-32 of `a-z`, `0-9` and `-`.
     pub name: String,
-    /// `proxmox`.
+    /// `proxmox`, or `agent` for a host that joins with a token.
     pub kind: String,
-    /// The PVE API, e.g. `https://pve.example.org:8006`.
+    /// The PVE API, e.g. `https://pve.example.org:8006` (Proxmox only).
+    #[serde(default)]
     pub url: String,
     /// An API token, `USER@REALM!TOKENID=SECRET`.
     #[serde(default)]

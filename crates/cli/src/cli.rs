@@ -34,6 +34,8 @@ pub enum OutputFormat {
 pub enum Command {
     /// Run the porthole server.
     Serve(Box<ServeArgs>),
+    /// Run a hypervisor agent: join a plane once, then serve this host's VMs to it.
+    Agent(AgentArgs),
     /// Log in and save a token for later commands.
     Login(LoginArgs),
     /// Revoke the saved token and forget it.
@@ -80,14 +82,15 @@ pub enum NodeCommand {
     /// List nodes, each checked now.
     #[command(alias = "ls")]
     List,
-    /// Add a Proxmox VE cluster, after checking it answers with these credentials.
+    /// Add a host that runs `porthole agent` (prints its one-time join token), or with
+    /// --proxmox a Proxmox VE cluster, after checking it answers with these credentials.
     #[command(group(clap::ArgGroup::new("tls").args(["ca", "fingerprint", "insecure"])))]
     Add {
         /// The node's name in porthole.
         name: String,
         /// The PVE API, e.g. https://pve.example.org:8006.
         #[arg(long, value_name = "URL")]
-        proxmox: String,
+        proxmox: Option<String>,
         /// An API token, USER@REALM!TOKENID=SECRET.
         #[arg(long, conflicts_with_all = ["username", "realm", "password_stdin"])]
         token: Option<String>,
@@ -302,6 +305,57 @@ pub struct ServeArgs {
     /// Accessor mode: the realm preselected on the login page.
     #[arg(long, value_name = "REALM", default_value = "pve")]
     pub proxmox_realm: String,
+    /// Where hypervisor agents join and fetch images (TLS 1.3, the plane's own CA); agents
+    /// are given https://THIS-HOST:PORT as --plane.
+    #[arg(long, value_name = "ADDR:PORT", env = "PORTHOLE_AGENT_LISTEN")]
+    pub agent_listen: Option<SocketAddr>,
+    /// Seconds an agent's certificate lives; agents renew it at two thirds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30 * 86_400, value_parser = clap::value_parser!(u64).range(60..))]
+    pub agent_cert_ttl: u64,
+    /// Seconds a join token from `porthole node add` stays usable.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub join_token_ttl: u64,
+    /// Run no VMs on this host: only on nodes (agents, Proxmox) added to it.
+    #[arg(long)]
+    pub no_local_node: bool,
+    /// Virtual cores placement allows per host CPU thread.
+    #[arg(long, value_name = "RATIO", default_value_t = 4.0)]
+    pub cpu_overcommit: f64,
+    /// Guest memory placement allows per byte of host memory.
+    #[arg(long, value_name = "RATIO", default_value_t = 1.0)]
+    pub memory_overcommit: f64,
+    /// Guest disk placement allows per byte of host disk.
+    #[arg(long, value_name = "RATIO", default_value_t = 2.0)]
+    pub disk_overcommit: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The plane's agent listener (its serve --agent-listen), e.g. https://plane.example:8443.
+    #[arg(long, value_name = "URL", env = "PORTHOLE_PLANE")]
+    pub plane: Option<String>,
+    /// The join token `porthole node add NAME` printed; needed only the first time.
+    #[arg(long, value_name = "TOKEN", env = "PORTHOLE_JOIN_TOKEN")]
+    pub join: Option<String>,
+    /// Where the agent's API listens; only the plane can use it.
+    #[arg(long, value_name = "ADDR:PORT", env = "PORTHOLE_AGENT_LISTEN")]
+    pub listen: SocketAddr,
+    /// The URL the plane reaches this agent at, if not https://LISTEN.
+    #[arg(long, value_name = "URL")]
+    pub advertise: Option<String>,
+    /// Where the agent keeps its key, certificates, VMs and cached templates.
+    #[arg(
+        long,
+        default_value = "/var/lib/porthole-agent",
+        env = "PORTHOLE_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// How guests execute: probe KVM by booting a guest (auto), or force kvm or tcg.
+    #[arg(long, value_enum, default_value_t = AccelArg::Auto, env = "PORTHOLE_ACCEL")]
+    pub accel: AccelArg,
+    /// The QEMU system emulator.
+    #[arg(long, default_value = "qemu-system-x86_64", env = "PORTHOLE_QEMU")]
+    pub qemu: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -418,6 +472,9 @@ pub struct CreateVmArgs {
     /// The user created in the guest; defaults to your username. Templates only.
     #[arg(long, value_name = "NAME", conflicts_with = "iso")]
     pub guest_user: Option<String>,
+    /// The node to run it on (admins); by default the least-loaded node with room.
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
     #[command(flatten)]
     pub wait: WaitArg,
 }

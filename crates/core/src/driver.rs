@@ -385,11 +385,35 @@ impl DriverError {
     }
 }
 
+/// How much a node can host, before overcommit.
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// CPU threads.
+    pub cores: u32,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// Space for VM disks in GiB.
+    pub disk_gib: u64,
+}
+
 /// Runs VMs on one node. See the module docs for the idempotency contract.
 #[async_trait]
 pub trait Driver: Send + Sync + fmt::Debug {
     /// The backend's name, e.g. `qemu`.
     fn kind(&self) -> &'static str;
+
+    /// What the node can host, if it runs VMs from images the plane keeps; `None` for nodes
+    /// that only clone their own templates (Proxmox) and for nodes that cannot say now.
+    fn capacity(&self) -> Option<Capacity> {
+        None
+    }
+
+    /// Why the node is known to be unreachable right now, so callers can fail at once
+    /// instead of waiting for a timeout; `None` when it is believed to answer.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
 
     /// Prepares the VM's disk and configuration. Does not start it.
     async fn create(&self, def: &VmDefinition, progress: &dyn Progress) -> Result<(), DriverError>;

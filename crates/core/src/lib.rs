@@ -17,8 +17,8 @@ pub mod user;
 
 pub use cloud_init::CloudInit;
 pub use driver::{
-    BootMedia, BootOrder, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PowerState, Progress,
-    SharedConsole, VmDefinition,
+    BootMedia, BootOrder, Capacity, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PowerState,
+    Progress, SharedConsole, VmDefinition,
 };
 pub use ids::{
     AuditId, ExternalConsoleId, GroupId, IsoId, JobId, SshKeyId, TemplateId, UserId, VmId,

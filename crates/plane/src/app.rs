@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use porthole_agent::AgentDriver;
 use porthole_core::driver::Driver;
 use porthole_core::{Limits, UserId, VmId};
 use porthole_gateway::{GatewayMetrics, SessionLimiter, SessionPolicy, ticket};
@@ -19,10 +20,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
+use crate::services::agents::{AgentSettings, PlanePki};
 use crate::services::auth::LoginThrottle;
 use crate::services::expiry::ExpirySettings;
 use crate::services::images::ImageLibrary;
 use crate::services::mail::Mailer;
+use crate::services::placement::Overcommit;
 use crate::services::secrets::SecretBox;
 
 /// How guests should execute.
@@ -64,6 +67,12 @@ pub struct PlaneConfig {
     /// Proxmox accessor mode (`--auth proxmox`): who may log in and what they see is
     /// Proxmox VE's decision. `None`: local accounts.
     pub accessor: Option<crate::services::accessor::AccessorSettings>,
+    /// Hypervisor agents: where they connect, and how long tokens and certificates live.
+    pub agents: AgentSettings,
+    /// Whether this host runs VMs itself (the `local` node).
+    pub local_node: bool,
+    /// How far placement may overcommit a node's capacity.
+    pub overcommit: Overcommit,
 }
 
 /// The rules of self-service.
@@ -168,21 +177,25 @@ impl Clock for SystemClock {
     }
 }
 
-/// The nodes VMs run on, by name: the built-in local one, and those admins added.
-#[derive(Debug)]
+/// The nodes VMs run on, by name: the built-in local one, and those admins added. Agent
+/// nodes are also kept with their concrete driver, for heartbeats and enrolment.
+#[derive(Debug, Default)]
 pub struct Nodes {
     drivers: std::sync::RwLock<BTreeMap<String, Arc<dyn Driver>>>,
+    agents: std::sync::RwLock<BTreeMap<String, Arc<AgentDriver>>>,
 }
 
 impl Nodes {
     /// The built-in node on this host.
     pub const LOCAL: &'static str = "local";
 
-    /// Nodes with only the local one.
-    pub fn local(driver: Arc<dyn Driver>) -> Self {
-        Self {
-            drivers: std::sync::RwLock::new(BTreeMap::from([(Self::LOCAL.to_owned(), driver)])),
+    /// Nodes with only the local one, if this host runs VMs.
+    pub fn local(driver: Option<Arc<dyn Driver>>) -> Self {
+        let nodes = Self::default();
+        if let Some(driver) = driver {
+            nodes.insert(Self::LOCAL, driver);
         }
+        nodes
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<dyn Driver>>> {
@@ -197,9 +210,15 @@ impl Nodes {
             .ok_or_else(|| ApiError::Unavailable(format!("node {name:?} is not configured")))
     }
 
-    /// Where a new VM from an image the plane keeps goes.
-    pub fn place(&self) -> &str {
-        Self::LOCAL
+    /// The driver of node `name`, failing at once with 503 if the node is known to be down.
+    pub fn get_online(&self, name: &str) -> Result<Arc<dyn Driver>, ApiError> {
+        let driver = self.get(name)?;
+        match driver.unavailable() {
+            Some(why) => Err(ApiError::Unavailable(format!(
+                "{why}; its VMs cannot be used until it answers again"
+            ))),
+            None => Ok(driver),
+        }
     }
 
     /// Every node, as of now.
@@ -210,6 +229,25 @@ impl Nodes {
             .collect()
     }
 
+    /// Every agent node, as of now.
+    pub fn agents(&self) -> Vec<(String, Arc<AgentDriver>)> {
+        self.agents
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(name, driver)| (name.clone(), Arc::clone(driver)))
+            .collect()
+    }
+
+    /// Agent node `name`'s driver, if it has joined.
+    pub fn agent(&self, name: &str) -> Option<Arc<AgentDriver>> {
+        self.agents
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
     /// Adds (or replaces) node `name`.
     pub fn insert(&self, name: &str, driver: Arc<dyn Driver>) {
         self.drivers
@@ -218,9 +256,22 @@ impl Nodes {
             .insert(name.to_owned(), driver);
     }
 
+    /// Adds (or replaces) agent node `name`.
+    pub fn insert_agent(&self, name: &str, driver: Arc<AgentDriver>) {
+        self.agents
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), Arc::clone(&driver));
+        self.insert(name, driver);
+    }
+
     /// Forgets node `name`.
     pub fn remove(&self, name: &str) {
         self.drivers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.agents
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
@@ -254,6 +305,8 @@ pub struct App {
     pub login_throttle: LoginThrottle,
     /// Sends expiry reminders and summaries, if a mail server is configured.
     pub mailer: Option<Mailer>,
+    /// The CA that signs agents' certificates, and the plane's own certificate.
+    pub pki: PlanePki,
 }
 
 /// The console gateway's live state.

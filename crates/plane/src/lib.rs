@@ -41,18 +41,21 @@ use error::chain;
 use porthole_gateway::GatewayMetrics;
 use prometheus_client::registry::Registry;
 pub use services::accessor::AccessorSettings;
+pub use services::agents::AgentSettings;
 pub use services::expiry::ExpirySettings;
 use services::mail::Mailer;
 use services::nodes;
 pub use services::nodes::{Trust, check_url};
+pub use services::placement::Overcommit;
 use services::secrets::SecretBox;
-use services::{auth, expiry, images, jobs, reconcile};
+use services::{agents, auth, expiry, images, jobs, reconcile};
 
 /// A plane that is open and ready to serve.
 #[derive(Debug)]
 pub struct Plane {
     app: AppState,
     listener: TcpListener,
+    agent_listener: Option<TcpListener>,
     _lock: Flock<std::fs::File>,
     /// The `admin` password, if this start generated it. Show it to the operator once.
     pub generated_admin_password: Option<String>,
@@ -76,6 +79,14 @@ impl Plane {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let agent_listener = match config.agents.listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen for agents on {address}"))?,
+            ),
+            None => None,
+        };
 
         let store = Store::open_sqlite(&data_dir.join("porthole.db"))
             .await
@@ -95,13 +106,21 @@ impl Plane {
                 choice.accel
             }
         };
-        let qemu = QemuDriver::open(QemuConfig {
-            root: data_dir.join("vms"),
-            qemu: config.qemu.clone(),
-            accel,
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("opening the local QEMU node: {}", chain(&e)))?;
+        let local: Option<Arc<dyn porthole_core::Driver>> = if config.local_node {
+            let qemu = QemuDriver::open(QemuConfig {
+                root: data_dir.join("vms"),
+                qemu: config.qemu.clone(),
+                accel,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the local QEMU node: {}", chain(&e)))?;
+            Some(Arc::new(qemu))
+        } else {
+            tracing::info!("--no-local-node: this host runs no VMs; agents do");
+            None
+        };
+        let pki = agents::PlanePki::open(&data_dir)
+            .map_err(|e| anyhow::anyhow!("opening the agents' certificate authority: {e}"))?;
         let images = images::ImageLibrary::open(&data_dir).context("opening the image library")?;
         let secrets = SecretBox::open(&data_dir.join("secret.key"))?;
         let gateway_metrics = Arc::new(GatewayMetrics::default());
@@ -126,7 +145,7 @@ impl Plane {
         let app = AppState(Arc::new(App {
             config,
             store,
-            nodes: Nodes::local(Arc::new(qemu)),
+            nodes: Nodes::local(local),
             images,
             clock,
             accel,
@@ -136,6 +155,7 @@ impl Plane {
             metrics,
             login_throttle: Default::default(),
             mailer,
+            pki,
         }));
 
         nodes::load(&app)
@@ -181,9 +201,15 @@ impl Plane {
         Ok(Plane {
             app,
             listener,
+            agent_listener,
             _lock: lock,
             generated_admin_password,
         })
+    }
+
+    /// The address agents join at, if the plane listens for them.
+    pub fn agent_addr(&self) -> Option<SocketAddr> {
+        self.agent_listener.as_ref()?.local_addr().ok()
     }
 
     /// The address the API listens on.
@@ -205,6 +231,25 @@ impl Plane {
         let workers = tokio::spawn(jobs::run_workers(self.app.clone(), stop.clone()));
         let reconciler = tokio::spawn(reconcile::run(self.app.clone(), stop.clone()));
         let expiry = tokio::spawn(expiry::run(self.app.clone(), stop.clone()));
+        let heartbeats = tokio::spawn(agents::run(self.app.clone(), stop.clone()));
+        let agent_api = match self.agent_listener {
+            Some(listener) => {
+                let pki = &self.app.pki;
+                let config = porthole_agent::tls::server_config_with(
+                    pki.ca.cert_der(),
+                    Arc::clone(&pki.slot),
+                    porthole_agent::tls::ClientAuth::Optional,
+                )?;
+                tracing::info!(address = %listener.local_addr()?, "listening for agents");
+                Some(tokio::spawn(porthole_agent::tls::serve(
+                    listener,
+                    Arc::new(config),
+                    controllers::agents::router(self.app.clone()),
+                    stop.clone(),
+                )))
+            }
+            None => None,
+        };
         tracing::info!(address = %self.listener.local_addr()?, "porthole is serving");
         let sessions = self.app.consoles.shutdown.clone();
         let service =
@@ -222,7 +267,10 @@ impl Plane {
             })
             .await;
         stop.cancel();
-        let _ = tokio::join!(workers, reconciler, expiry);
+        let _ = tokio::join!(workers, reconciler, expiry, heartbeats);
+        if let Some(agent_api) = agent_api {
+            let _ = agent_api.await;
+        }
         self.app.store.close().await;
         result.context("serving HTTP")
     }

@@ -6,6 +6,7 @@
 //! statements. Write transactions that read before they write start with `BEGIN IMMEDIATE`
 //! on SQLite, so concurrent writers queue on the lock instead of failing.
 
+pub mod agents;
 pub mod audit;
 pub mod consoles;
 mod error;

@@ -46,22 +46,33 @@ impl NodeRecord {
     }
 }
 
+/// Inserts `node`'s row in `tx`; a name that exists already is [`StoreError::Taken`].
+pub(crate) async fn insert_node_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    node: &NodeRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO nodes (name, kind, url, settings, secret_sealed, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&node.name)
+    .bind(&node.kind)
+    .bind(&node.url)
+    .bind(&node.settings)
+    .bind(&node.secret_sealed)
+    .bind(node.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(taken_as("name"))?;
+    Ok(())
+}
+
 impl Store {
     /// Adds a node. A name that exists already is [`StoreError::Taken`].
     pub async fn insert_node(&self, node: &NodeRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO nodes (name, kind, url, settings, secret_sealed, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&node.name)
-        .bind(&node.kind)
-        .bind(&node.url)
-        .bind(&node.settings)
-        .bind(&node.secret_sealed)
-        .bind(node.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(taken_as("name"))?;
+        let mut tx = self.begin_write().await?;
+        insert_node_row(&mut tx, node).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -77,9 +88,9 @@ impl Store {
         .collect()
     }
 
-    /// Removes node `name` if no VM and no template refers to it; [`StoreError::InUse`]
-    /// otherwise.
-    pub async fn delete_node(&self, name: &str) -> Result<(), StoreError> {
+    /// Removes node `name` if no VM and no template refers to it, revoking its certificates
+    /// as of `now`; [`StoreError::InUse`] otherwise.
+    pub async fn delete_node(&self, name: &str, now: Millis) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let used: i64 = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM vms WHERE node = $1) \
@@ -97,6 +108,18 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         changed(&result, StoreError::NotFound("node"))?;
+        // An agent's certificates die with its node, and its join token with them.
+        sqlx::query(
+            "UPDATE agent_certificates SET revoked_at = $2 WHERE node = $1 AND revoked_at IS NULL",
+        )
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM agent_joins WHERE node = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -128,9 +151,9 @@ mod tests {
         ));
         assert_eq!(store.nodes().await.unwrap(), [node("pve")]);
         assert!(!format!("{:?}", node("pve")).contains("sealed"));
-        store.delete_node("pve").await.unwrap();
+        store.delete_node("pve", 5).await.unwrap();
         assert!(matches!(
-            store.delete_node("pve").await,
+            store.delete_node("pve", 5).await,
             Err(StoreError::NotFound("node"))
         ));
     }

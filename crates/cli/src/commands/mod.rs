@@ -46,6 +46,7 @@ fn session(cli: &Cli) -> anyhow::Result<Session> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Agent(args) => serve::agent(args).await,
         Command::Login(args) => {
             let saved = Credentials::load()?;
             let url = plane_url(cli.url.as_deref(), &saved);

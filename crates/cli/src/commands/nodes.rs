@@ -22,6 +22,19 @@ pub async fn run(session: &Session, command: &NodeCommand) -> anyhow::Result<()>
             insecure,
             pve_node,
         } => {
+            let Some(proxmox) = proxmox else {
+                anyhow::ensure!(
+                    token.is_none()
+                        && username.is_none()
+                        && ca.is_none()
+                        && fingerprint.is_none()
+                        && !*insecure
+                        && pve_node.is_none(),
+                    "--token, --username, --ca, --fingerprint, --insecure and --pve-node are for \
+                     --proxmox nodes; an agent node takes only its name"
+                );
+                return add_agent(session, name).await;
+            };
             anyhow::ensure!(
                 token.is_some() || username.is_some(),
                 "give --token USER@REALM!ID=SECRET, or --username and --realm"
@@ -70,4 +83,22 @@ pub async fn run(session: &Session, command: &NodeCommand) -> anyhow::Result<()>
             )
         }
     }
+}
+
+/// Adds an agent node and shows its join token with the command to run on the host.
+async fn add_agent(session: &Session, name: &str) -> anyhow::Result<()> {
+    let request = CreateNodeRequest {
+        name: name.to_owned(),
+        kind: "agent".into(),
+        ..CreateNodeRequest::default()
+    };
+    let node = session.client.add_node(&request).await?;
+    let token = node.join_token.clone().unwrap_or_default();
+    session.print.done(
+        &format!(
+            "added node {name}; {}.\nOn the host, run:\n  porthole agent --plane https://PLANE:AGENT-PORT \\\n    --join {token} \\\n    --listen ADDR:PORT --data-dir /var/lib/porthole-agent\nThe token works once; it is not shown again.",
+            node.detail
+        ),
+        &node,
+    )
 }

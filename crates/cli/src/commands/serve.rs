@@ -7,15 +7,19 @@ use anyhow::Context;
 use porthole_core::Limits;
 use porthole_gateway::SessionPolicy;
 use porthole_plane::{
-    AccelSetting, AccessorSettings, ConsoleSettings, ExpirySettings, Plane, PlaneConfig,
-    PortalSettings, Trust, check_url,
+    AccelSetting, AccessorSettings, AgentSettings, ConsoleSettings, ExpirySettings, Overcommit,
+    Plane, PlaneConfig, PortalSettings, Trust, check_url,
 };
 use porthole_qemu::Accel;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{AccelArg, AuthArg, ServeArgs};
+use porthole_agent::enrol::JoinToken;
+use porthole_agent::run::AgentOptions;
 
-pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
+use crate::cli::{AccelArg, AgentArgs, AuthArg, ServeArgs};
+
+/// Logs to stderr, filtered by `PORTHOLE_LOG`.
+fn init_logging() {
     let filter = EnvFilter::try_from_env("PORTHOLE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
     tracing_subscriber::fmt()
@@ -23,17 +27,48 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// `porthole agent`.
+pub async fn agent(args: &AgentArgs) -> anyhow::Result<()> {
+    init_logging();
+    let join = match &args.join {
+        Some(token) => Some(
+            token
+                .parse::<JoinToken>()
+                .map_err(|e| anyhow::anyhow!("--join: {e}"))?,
+        ),
+        None => None,
+    };
+    let options = AgentOptions {
+        plane: args.plane.clone(),
+        join,
+        listen: args.listen,
+        advertise: args.advertise.clone(),
+        data_dir: args.data_dir.clone(),
+        qemu: args.qemu.clone(),
+        accel: accel_setting(args.accel),
+    };
+    porthole_agent::run::run(options, shutdown_signal()).await
+}
+
+fn accel_setting(accel: AccelArg) -> Option<Accel> {
+    match accel {
+        AccelArg::Auto => None,
+        AccelArg::Kvm => Some(Accel::Kvm),
+        AccelArg::Tcg => Some(Accel::Tcg),
+    }
+}
+
+pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    init_logging();
 
     let config = PlaneConfig {
         listen: args.listen,
         data_dir: args.data_dir.clone(),
         public_url: args.public_url.clone(),
         demo_guest: args.demo.then(|| args.demo_guest.clone()),
-        accel: match args.accel {
-            AccelArg::Auto => AccelSetting::Auto,
-            AccelArg::Kvm => AccelSetting::Fixed(Accel::Kvm),
-            AccelArg::Tcg => AccelSetting::Fixed(Accel::Tcg),
-        },
+        accel: accel_setting(args.accel).map_or(AccelSetting::Auto, AccelSetting::Fixed),
         qemu: args.qemu.clone(),
         token_ttl: Duration::from_secs(u64::from(args.token_days) * 86_400),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
@@ -72,6 +107,23 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         },
         clock_file: args.clock_file.clone(),
         accessor: accessor(args)?,
+        agents: AgentSettings {
+            listen: args.agent_listen,
+            certificate_ttl: Duration::from_secs(args.agent_cert_ttl),
+            join_ttl: Duration::from_secs(args.join_token_ttl),
+        },
+        local_node: !args.no_local_node,
+        overcommit: {
+            let overcommit = Overcommit {
+                cpu: args.cpu_overcommit,
+                memory: args.memory_overcommit,
+                disk: args.disk_overcommit,
+            };
+            overcommit
+                .validate()
+                .map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.problem))?;
+            overcommit
+        },
     };
     let plane = Plane::open(config).await?;
     if let Some(password) = &plane.generated_admin_password {
@@ -86,6 +138,9 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         "porthole: serving on http://{address} (guests run under {})",
         plane.accel().as_str()
     );
+    if let Some(agents) = plane.agent_addr() {
+        eprintln!("porthole: agents join at https://{agents}");
+    }
     plane.serve(shutdown_signal()).await
 }
 

@@ -93,6 +93,7 @@ async fn create(session: &Session, args: &CreateVmArgs) -> anyhow::Result<()> {
             )
         },
         guest_user: args.guest_user.clone(),
+        node: args.node.clone(),
     };
     let created = client.create_vm(&request).await?;
     // The password exists only in this reply: show it before anything else can fail.

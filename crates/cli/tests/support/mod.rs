@@ -10,6 +10,7 @@
 )]
 
 pub mod console;
+pub mod hosts;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,6 +22,16 @@ use porthole_core::{JobState, VmId};
 
 /// The admin password every test server starts with.
 pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
+/// `porthole` run inside network namespace `netns` (`ip netns exec` execs it, so the
+/// child's pid is porthole's own).
+pub fn in_netns(netns: &str) -> Command {
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", netns])
+        .arg(env!("CARGO_BIN_EXE_porthole"));
+    command
+}
 
 /// The demo guest built by guest/build.sh.
 pub fn guest_dir() -> PathBuf {
@@ -45,6 +56,10 @@ pub struct Server {
     log: PathBuf,
     extra_args: Vec<String>,
     accel: String,
+    /// The network namespace it runs in and the address it listens on there.
+    netns: Option<(String, String)>,
+    /// Where agents join, if it listens for them.
+    pub agent_url: Option<String>,
 }
 
 impl Server {
@@ -61,6 +76,20 @@ impl Server {
 
     /// Starts a plane with `--accel accel` and extra `serve` arguments.
     pub async fn start_with_accel(accel: &str, extra_args: &[&str]) -> Server {
+        Self::start_full(accel, None, extra_args).await
+    }
+
+    /// Starts a plane in network namespace `netns`, listening on `ip`.
+    pub async fn start_in(netns: &str, ip: &str, extra_args: &[&str]) -> Server {
+        let accel = std::env::var("PORTHOLE_TEST_ACCEL").unwrap_or_else(|_| "tcg".into());
+        Self::start_full(&accel, Some((netns.to_owned(), ip.to_owned())), extra_args).await
+    }
+
+    async fn start_full(
+        accel: &str,
+        netns: Option<(String, String)>,
+        extra_args: &[&str],
+    ) -> Server {
         let temp = tempfile::Builder::new()
             .prefix("ph")
             .tempdir_in("/tmp")
@@ -73,6 +102,8 @@ impl Server {
             url: String::new(),
             extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
             accel: accel.to_owned(),
+            netns,
+            agent_url: None,
         };
         server.launch().await;
         server
@@ -85,11 +116,18 @@ impl Server {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_porthole"))
+        let (mut command, listen) = match &self.netns {
+            Some((netns, ip)) => (in_netns(netns), format!("{ip}:0")),
+            None => (
+                Command::new(env!("CARGO_BIN_EXE_porthole")),
+                "127.0.0.1:0".to_owned(),
+            ),
+        };
+        let child = command
             .args([
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                &listen,
                 "--demo",
                 "--accel",
                 &self.accel,
@@ -117,6 +155,11 @@ impl Server {
                 .find_map(|l| l.strip_prefix("porthole: serving on "));
             if let Some(rest) = serving {
                 self.url = rest.split_whitespace().next().unwrap().to_owned();
+                self.agent_url = log
+                    .lines()
+                    .rev()
+                    .find_map(|l| l.strip_prefix("porthole: agents join at "))
+                    .map(str::to_owned);
                 break;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {

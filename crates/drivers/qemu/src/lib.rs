@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use porthole_core::driver::{
-    BootMedia, BootOrder, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PowerState, Progress,
-    VmDefinition,
+    BootMedia, BootOrder, Capacity, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PowerState,
+    Progress, VmDefinition,
 };
 use porthole_core::ids::VmId;
 use porthole_core::snapshot::{Snapshot, SnapshotName};
@@ -67,6 +67,28 @@ pub struct QemuConfig {
     pub accel: Accel,
 }
 
+/// What this host has: its CPU threads, its memory, and the size of the file system
+/// under `root`.
+fn host_capacity(root: &Path) -> Capacity {
+    const MIB: u64 = 1024 * 1024;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .unwrap_or(0);
+    let disk_bytes = nix::sys::statvfs::statvfs(root)
+        .map(|fs| fs.blocks() * fs.fragment_size())
+        .unwrap_or(0);
+    Capacity {
+        cores: u32::try_from(cores).unwrap_or(u32::MAX),
+        memory_mib: memory_kib / 1024,
+        disk_gib: disk_bytes / (1024 * MIB),
+    }
+}
+
 /// The local QEMU node.
 #[derive(Debug)]
 pub struct QemuDriver {
@@ -74,6 +96,7 @@ pub struct QemuDriver {
     taps: Mutex<HashMap<VmId, Arc<SerialTap>>>,
     controls: Mutex<HashMap<VmId, Arc<ConsoleControl>>>,
     locks: Mutex<HashMap<VmId, Arc<tokio::sync::Mutex<()>>>>,
+    capacity: Capacity,
 }
 
 impl QemuDriver {
@@ -94,8 +117,10 @@ impl QemuDriver {
                 ),
             });
         }
+        let capacity = host_capacity(&config.root);
         let driver = Self {
             config,
+            capacity,
             taps: Mutex::default(),
             controls: Mutex::default(),
             locks: Mutex::default(),
@@ -321,6 +346,10 @@ impl QemuDriver {
 impl Driver for QemuDriver {
     fn kind(&self) -> &'static str {
         "qemu"
+    }
+
+    fn capacity(&self) -> Option<Capacity> {
+        Some(self.capacity)
     }
 
     /// Creates the disk, the cloud-init seed (if the definition has cloud-init data) and

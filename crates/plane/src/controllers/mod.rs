@@ -1,6 +1,7 @@
 //! HTTP handlers: parse the request, call a service, shape the reply. Nothing else.
 
 pub mod admin;
+pub mod agents;
 pub mod assets;
 pub mod consoles;
 pub mod csrf;

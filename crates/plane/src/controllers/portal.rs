@@ -644,6 +644,7 @@ pub async fn create(
             disk_gib: number("disk_gib", &form.disk_gib)?.unwrap_or(1),
             ssh_keys: (!ssh_keys.is_empty()).then_some(ssh_keys),
             guest_user: Some(form.guest_user.trim().to_owned()).filter(|u| !u.is_empty()),
+            node: None,
         })
     }
     .await;

@@ -104,6 +104,7 @@ pub async fn mint_vm_ticket(
     kind: ConsoleKind,
 ) -> Result<ConsoleTicket, ApiError> {
     let vm = visible_vm(app, caller, id).await?;
+    app.nodes.get_online(&vm.node)?;
     if !matches!(vm.state, VmState::Running | VmState::Paused) {
         return Err(ApiError::conflict(
             None,

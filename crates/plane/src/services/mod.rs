@@ -3,6 +3,7 @@
 //! nothing of HTTP.
 
 pub mod accessor;
+pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod consoles;
@@ -11,6 +12,7 @@ pub mod images;
 pub mod jobs;
 pub mod mail;
 pub mod nodes;
+pub mod placement;
 pub mod reconcile;
 pub mod secrets;
 pub mod ssh_keys;

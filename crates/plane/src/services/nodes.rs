@@ -1,10 +1,11 @@
-//! Nodes besides the built-in one: adding a Proxmox VE cluster, listing, removing, and
-//! linking the templates a node keeps.
+//! Nodes besides the built-in one: adding a Proxmox VE cluster or an agent host (see
+//! [`agents`]), listing, removing, and linking the templates a node keeps.
 //!
 //! A node is checked before it is stored: its API must answer with the credentials given,
 //! so a typo fails the request and leaves nothing behind. The password or token secret is
 //! sealed under the plane's key; the rest of its settings are stored as JSON.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::{App, Nodes};
 use crate::error::{ApiError, chain};
 use crate::extract::Caller;
+use crate::services::agents;
 use crate::services::audit::{self, Target};
 use crate::services::images::{check_template_name, template_to_wire};
 
@@ -113,7 +115,7 @@ pub fn check_url(url: &str) -> Result<(), SpecError> {
 }
 
 /// Node names: 1-32 of `a-z`, `0-9` and `-`, starting with a letter.
-fn check_name(name: &str) -> Result<(), SpecError> {
+pub(crate) fn check_name(name: &str) -> Result<(), SpecError> {
     let ok = (1..=32).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -148,11 +150,10 @@ pub fn proxmox_client(
 fn parse_request(
     request: &CreateNodeRequest,
 ) -> Result<(ProxmoxSettings, String, Client), ApiError> {
-    check_name(&request.name)?;
     if request.kind != "proxmox" {
         return Err(ApiError::invalid(
             "kind",
-            "only \"proxmox\" nodes can be added here; agents join with a token",
+            "must be \"proxmox\" or \"agent\"",
         ));
     }
     check_url(&request.url)?;
@@ -251,6 +252,12 @@ fn driver_of(app: &App, record: &NodeRecord) -> Result<Arc<dyn Driver>, ApiError
 /// left out; its VMs show as unavailable.
 pub async fn load(app: &App) -> Result<(), ApiError> {
     for record in app.store.nodes().await? {
+        if record.kind == "agent" {
+            if let Err(e) = agents::load(app, &record).await {
+                tracing::error!(node = %record.name, error = %chain(&e), "cannot set up node");
+            }
+            continue;
+        }
         match driver_of(app, &record) {
             Ok(driver) => app.nodes.insert(&record.name, driver),
             Err(e) => {
@@ -294,6 +301,10 @@ pub async fn add(app: &App, caller: &Caller, request: CreateNodeRequest) -> Resu
 }
 
 async fn add_node(app: &App, request: CreateNodeRequest) -> Result<Node, ApiError> {
+    check_name(&request.name)?;
+    if request.kind == "agent" {
+        return agents::add(app, &request).await;
+    }
     let (settings, secret, client) = parse_request(&request)?;
     let credential = match settings.auth {
         ProxmoxAuth::Token { .. } => "token",
@@ -344,6 +355,7 @@ async fn add_node(app: &App, request: CreateNodeRequest) -> Result<Node, ApiErro
         vms: 0,
         online: true,
         detail: format!("Proxmox VE {}", version.version),
+        join_token: None,
     })
 }
 
@@ -351,30 +363,74 @@ async fn add_node(app: &App, request: CreateNodeRequest) -> Result<Node, ApiErro
 pub async fn list(app: &App, caller: &Caller) -> Result<Vec<Node>, ApiError> {
     caller.require_admin()?;
     let vms = app.store.vms(None).await?;
-    let urls: std::collections::HashMap<String, String> = app
-        .store
-        .nodes()
-        .await?
-        .into_iter()
-        .map(|n| (n.name, n.url))
+    let count = |name: &str| vms.iter().filter(|vm| vm.node == name).count() as u64;
+    let stored = app.store.nodes().await?;
+    let urls: HashMap<&str, &str> = stored
+        .iter()
+        .map(|n| (n.name.as_str(), n.url.as_str()))
         .collect();
     let mut out = Vec::new();
     for (name, driver) in app.nodes.all() {
-        let (online, detail) = match tokio::time::timeout(CHECK_TIMEOUT, driver.inventory()).await {
-            Ok(Ok(found)) => (true, format!("{} porthole VMs found", found.len())),
-            Ok(Err(e)) => (false, chain(&e)),
-            Err(_) => (false, "no answer within 10 s".to_owned()),
+        let (online, detail) = match app.nodes.agent(&name) {
+            Some(agent) => agent_detail(&agent),
+            None => match tokio::time::timeout(CHECK_TIMEOUT, driver.inventory()).await {
+                Ok(Ok(found)) => (true, format!("{} porthole VMs found", found.len())),
+                Ok(Err(e)) => (false, chain(&e)),
+                Err(_) => (false, "no answer within 10 s".to_owned()),
+            },
         };
         out.push(Node {
-            vms: vms.iter().filter(|vm| vm.node == name).count() as u64,
+            vms: count(&name),
             kind: driver.kind().to_owned(),
-            url: urls.get(&name).cloned(),
+            url: urls.get(name.as_str()).map(|u| (*u).to_owned()),
             name,
             online,
             detail,
+            join_token: None,
         });
     }
+    // Agent nodes whose agent has not joined yet.
+    for record in stored
+        .iter()
+        .filter(|n| n.kind == "agent" && n.url.is_empty())
+    {
+        let detail = match app.store.pending_join(&record.name).await? {
+            Some(expires_at) => agents::waiting_detail(expires_at),
+            None => "waiting for its agent; no join token is valid".to_owned(),
+        };
+        out.push(Node {
+            name: record.name.clone(),
+            kind: record.kind.clone(),
+            url: None,
+            vms: count(&record.name),
+            online: false,
+            detail,
+            join_token: None,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// How an agent node is, from its heartbeats: no request is made.
+fn agent_detail(agent: &porthole_agent::AgentDriver) -> (bool, String) {
+    let (online, since, problem) = agent.liveness();
+    let since = chrono::DateTime::<chrono::Utc>::from(since)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut detail = match (online, agent.capacity(), problem) {
+        (true, Some(c), _) => format!(
+            "answering since {since}; {} cores, {} MiB, {} GiB",
+            c.cores, c.memory_mib, c.disk_gib
+        ),
+        (_, _, Some(problem)) => format!("offline since {since}: {problem}"),
+        _ => format!("offline since {since}"),
+    };
+    let findings = agent.findings();
+    if !findings.is_empty() {
+        detail.push_str("; found at reconnect: ");
+        detail.push_str(&findings.join("; "));
+    }
+    (online, detail)
 }
 
 /// Removes a node that no VM or template uses (admins).
@@ -386,14 +442,17 @@ pub async fn remove(app: &App, caller: &Caller, name: &str) -> Result<(), ApiErr
             "the built-in node cannot be removed",
         ))
     } else {
-        app.store.delete_node(name).await.map_err(|e| match e {
-            StoreError::NotFound(_) => ApiError::NotFound(format!("no node called {name:?}")),
-            StoreError::InUse(_) => ApiError::conflict(
-                None,
-                format!("node {name:?} still has VMs or templates; delete them first"),
-            ),
-            other => other.into(),
-        })
+        app.store
+            .delete_node(name, app.clock.now_millis())
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => ApiError::NotFound(format!("no node called {name:?}")),
+                StoreError::InUse(_) => ApiError::conflict(
+                    None,
+                    format!("node {name:?} still has VMs or templates; delete them first"),
+                ),
+                other => other.into(),
+            })
     };
     if result.is_ok() {
         app.nodes.remove(name);

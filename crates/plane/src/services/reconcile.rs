@@ -23,13 +23,19 @@ pub async fn reconcile_states(app: &App) -> Result<(), ApiError> {
         if vm.job_id.is_some() || matches!(vm.state, VmState::Creating | VmState::Deleting) {
             continue;
         }
-        let driver = app.nodes.get(&vm.node)?;
+        // A node that is not set up (its settings are broken, or the local node is off)
+        // was reported at start; its VMs keep their recorded state.
+        let Ok(driver) = app.nodes.get(&vm.node) else {
+            continue;
+        };
         let observed = match driver.status(vm.id).await {
             Ok(power) => VmState::from(power),
             Err(DriverError::NotFound(_)) => {
                 tracing::warn!(vm = %vm.name, node = %vm.node, "the node has no such VM; delete it to clean up");
                 continue;
             }
+            // A node known to be down was reported once, when it went.
+            Err(DriverError::Unreachable(_)) if driver.unavailable().is_some() => VmState::Unknown,
             Err(e) => {
                 tracing::warn!(vm = %vm.name, error = %chain(&e), "cannot read VM status");
                 VmState::Unknown
@@ -57,7 +63,18 @@ pub async fn report_unknown_vms(app: &App) -> Result<(), ApiError> {
         .map(|vm| vm.id)
         .collect();
     for (node, driver) in app.nodes.all() {
-        for (id, power) in driver.inventory().await? {
+        // Agents are compared when they first answer (see `agents`).
+        if driver.kind() == "agent" {
+            continue;
+        }
+        let inventory = match driver.inventory().await {
+            Ok(inventory) => inventory,
+            Err(e) => {
+                tracing::warn!(%node, error = %chain(&e), "cannot list the node's VMs");
+                continue;
+            }
+        };
+        for (id, power) in inventory {
             if !known.contains(&id) {
                 tracing::warn!(%node, vm = %id, state = ?power, "node has a VM porthole does not know; leaving it alone");
             }

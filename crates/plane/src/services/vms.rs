@@ -21,6 +21,7 @@ use crate::error::ApiError;
 use crate::extract::Caller;
 use crate::services::audit::{self, Target};
 use crate::services::auth::{from_millis, random_password};
+use crate::services::placement;
 use crate::services::ssh_keys;
 
 /// Parameters of a shutdown job.
@@ -192,7 +193,35 @@ async fn create_vm(
         }
         (None, Some(iso)) => (None, Some(usable_iso(app, caller, iso, "iso").await?)),
     };
-    let node = node.unwrap_or_else(|| app.nodes.place().to_owned());
+    let node = match (node, request.node.clone()) {
+        (_, Some(_)) if !caller.is_admin() => {
+            return Err(ApiError::Forbidden(
+                "node: only admins choose a VM's node; leave it out".into(),
+            ));
+        }
+        (Some(kept), Some(pinned)) if kept != pinned => {
+            return Err(ApiError::invalid(
+                "node",
+                format!("the template lives on node {kept:?}, so VMs made from it go there"),
+            ));
+        }
+        (Some(kept), _) => kept,
+        (None, Some(pinned)) => {
+            placement::check_pinned(app, &pinned)?;
+            if iso_id.is_some() && app.nodes.get(&pinned)?.kind() != "qemu" {
+                return Err(ApiError::invalid(
+                    "node",
+                    "ISO installs run only on the built-in node for now",
+                ));
+            }
+            pinned
+        }
+        (None, None) => {
+            // ISO installs run on the plane's own QEMU node for now.
+            let kind = iso_id.is_some().then_some("qemu");
+            placement::choose(app, resources, kind).await?
+        }
+    };
     let guest = match template_id {
         Some(_) => Some(guest_setup(app, caller, &name, &request).await?),
         None if request.ssh_keys.as_ref().is_some_and(|k| !k.is_empty())
@@ -449,6 +478,7 @@ async fn queue_job_with(
     requested_by: UserId,
     params: String,
 ) -> Result<Job, ApiError> {
+    app.nodes.get_online(&vm.node)?;
     refuse_if_busy(vm)?;
     let after = vm.state.after(action)?;
     let kind = JobKind::for_action(action)

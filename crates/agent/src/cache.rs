@@ -1,0 +1,162 @@
+//! Template images cached on an agent's host.
+//!
+//! The plane keeps every template. The first VM on a host that needs one makes the agent
+//! fetch it from the plane over mutual TLS, check its SHA-256 against the one the plane
+//! recorded at import, and keep it under `templates/ID/`. Later VMs are qcow2 overlays on
+//! the cached copy, so creating them costs no transfer at all.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use porthole_core::TemplateId;
+use porthole_core::driver::{DriverError, Progress};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::enrol::PlaneLink;
+use crate::wire::SHA256_HEADER;
+
+/// The cached files of one template.
+#[derive(Debug, Clone)]
+pub struct CachedTemplate {
+    /// The base disk.
+    pub disk: PathBuf,
+    /// The kernel for direct boot, if the template has one.
+    pub kernel: Option<PathBuf>,
+    /// The initrd, if the template has one.
+    pub initrd: Option<PathBuf>,
+}
+
+/// The agent's template cache.
+#[derive(Debug)]
+pub struct TemplateCache {
+    dir: PathBuf,
+    plane: Arc<PlaneLink>,
+    fetching: Mutex<HashMap<TemplateId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl TemplateCache {
+    /// A cache in `dir`, filled from `plane`.
+    pub fn new(dir: PathBuf, plane: Arc<PlaneLink>) -> Self {
+        Self {
+            dir,
+            plane,
+            fetching: Mutex::default(),
+        }
+    }
+
+    /// The template's files, fetched now if they are not cached yet.
+    pub async fn ensure(
+        &self,
+        id: TemplateId,
+        kernel: bool,
+        initrd: bool,
+        progress: &dyn Progress,
+    ) -> Result<CachedTemplate, DriverError> {
+        let dir = self.dir.join(id.to_string());
+        let mut parts = vec!["disk"];
+        parts.extend(kernel.then_some("kernel"));
+        parts.extend(initrd.then_some("initrd"));
+        if parts.iter().any(|part| !dir.join(part).exists()) {
+            // One fetch per template at a time; a second create waits and finds it cached.
+            let lock = {
+                let mut fetching = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+                Arc::clone(fetching.entry(id).or_default())
+            };
+            let _held = lock.lock().await;
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|e| DriverError::io(format!("creating {}", dir.display()), e))?;
+            let count = parts.len() as f32;
+            for (index, part) in parts.iter().enumerate() {
+                let path = dir.join(part);
+                if path.exists() {
+                    continue;
+                }
+                let scaled = |fraction: f32, step: &str| {
+                    progress.update((index as f32 + fraction) / count * 0.9, step);
+                };
+                self.fetch(id, part, &path, &scaled).await?;
+            }
+        }
+        let path = |wanted: bool, part: &str| wanted.then(|| dir.join(part));
+        Ok(CachedTemplate {
+            disk: dir.join("disk"),
+            kernel: path(kernel, "kernel"),
+            initrd: path(initrd, "initrd"),
+        })
+    }
+
+    /// Downloads one file of template `id` to `path`, checking its SHA-256.
+    async fn fetch(
+        &self,
+        id: TemplateId,
+        part: &str,
+        path: &Path,
+        progress: &(dyn Fn(f32, &str) + Sync),
+    ) -> Result<(), DriverError> {
+        let unreachable = |e: reqwest::Error| {
+            DriverError::Unreachable(format!("fetching template {id} from the plane: {e}"))
+        };
+        let response = self
+            .plane
+            .get(&format!("/agent/v1/templates/{id}/{part}"))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            return Err(DriverError::BadImage(format!(
+                "the plane refused template {id}'s {part} ({status}): {body}"
+            )));
+        }
+        let expected = response
+            .headers()
+            .get(SHA256_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase)
+            .ok_or_else(|| {
+                DriverError::BadImage(format!(
+                    "the plane sent template {id}'s {part} without its SHA-256"
+                ))
+            })?;
+        let total = response.content_length().unwrap_or(0);
+        let partial = path.with_extension("partial");
+        let io = |what: &str, e| DriverError::io(format!("{what} {}", partial.display()), e);
+        let mut file = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| io("creating", e))?;
+        let mut hasher = Sha256::new();
+        let mut received = 0u64;
+        let mut body = response.bytes_stream();
+        let step = format!("fetching the template's {part} from the plane");
+        progress(0.0, &step);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(unreachable)?;
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(|e| io("writing", e))?;
+            received += chunk.len() as u64;
+            if total > 0 {
+                progress(received as f32 / total as f32, &step);
+            }
+        }
+        file.sync_all().await.map_err(|e| io("syncing", e))?;
+        drop(file);
+        let actual = hex::encode(hasher.finalize());
+        if actual != expected {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(DriverError::BadImage(format!(
+                "template {id}'s {part} arrived with SHA-256 {actual}, but the plane recorded \
+                 {expected}; nothing was cached"
+            )));
+        }
+        tokio::fs::rename(&partial, path)
+            .await
+            .map_err(|e| io("renaming", e))?;
+        tracing::info!(template = %id, part, bytes = received, "template cached");
+        Ok(())
+    }
+}

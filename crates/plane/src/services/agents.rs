@@ -1,0 +1,493 @@
+//! Hypervisor agents: the plane's CA, join tokens, enrolment and renewal, template images
+//! for agents, heartbeats, and what a returning node is found to hold.
+//!
+//! An admin adds an agent node and gets a one-time join token, `NODE.SECRET.CAHASH`, stored
+//! as a hash and valid for [`AgentSettings::join_ttl`]. The agent sends a CSR with it; the
+//! CA signs the agent's own key for the node's identity, and spending the token and
+//! recording the certificate happen in one transaction. From then on every request either
+//! way is mutual TLS 1.3, and a certificate counts only while its row is unrevoked:
+//! removing the node revokes them all.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use porthole_agent::driver::{AgentDriver, Heartbeat};
+use porthole_agent::pki::{self, CertificateAuthority, PLANE_IDENTITY};
+use porthole_agent::tls::{CertSlot, Identity, PeerCertificate};
+use porthole_agent::wire::{Enrolled, HelloRequest, JoinRequest, RenewRequest};
+use porthole_api::{CreateNodeRequest, Node};
+use porthole_core::{TemplateId, VmId, VmState};
+use porthole_store::StoreError;
+use porthole_store::agents::{AgentCertificate, JoinRefusal};
+use porthole_store::nodes::NodeRecord;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, AppState};
+use crate::error::{ApiError, chain};
+use crate::services::audit::{self, Actor, Target};
+use crate::services::auth::{random_secret, token_hash};
+
+/// How often each agent is asked how it is.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the plane's own certificate lives; a new one is made at every start.
+const PLANE_CERT_TTL: Duration = Duration::from_secs(397 * 86_400);
+
+/// Agent settings of `porthole serve`.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// Where agents join and fetch images (TLS); `None`: agents cannot join.
+    pub listen: Option<SocketAddr>,
+    /// How long an agent's certificate lives; agents renew at two thirds.
+    pub certificate_ttl: Duration,
+    /// How long a join token stays usable.
+    pub join_ttl: Duration,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            certificate_ttl: Duration::from_secs(30 * 86_400),
+            join_ttl: Duration::from_secs(3_600),
+        }
+    }
+}
+
+/// The CA and the plane's certificate.
+#[derive(Debug)]
+pub struct PlanePki {
+    /// Signs agents' certificates; its key is `ca.key` (mode 0600) in the data directory.
+    pub ca: CertificateAuthority,
+    /// The plane's own key and certificate, presented to agents both ways.
+    pub identity: Identity,
+    /// The same, for the agent listener.
+    pub slot: Arc<CertSlot>,
+}
+
+impl PlanePki {
+    /// Opens the CA in `data_dir`, creating it on first start, and gives the plane a fresh
+    /// certificate.
+    pub fn open(data_dir: &Path) -> anyhow::Result<PlanePki> {
+        let ca = CertificateAuthority::load_or_create(data_dir)?;
+        let (issued, key_pem) = ca.issue(PLANE_IDENTITY, PLANE_CERT_TTL)?;
+        let identity = Identity::from_pem(&issued.cert_pem, &key_pem)?;
+        let slot = CertSlot::new(&identity)?;
+        Ok(PlanePki { ca, identity, slot })
+    }
+}
+
+fn millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The driver of agent node `name` at `url`, accepting the certificates the store lists.
+pub async fn driver(app: &App, name: &str, url: &str) -> Result<Arc<AgentDriver>, ApiError> {
+    let serials = app
+        .store
+        .agent_serials(name, app.clock.now_millis())
+        .await?;
+    AgentDriver::new(name, url, app.pki.ca.cert_der(), &app.pki.identity, serials)
+        .map_err(ApiError::internal)
+}
+
+/// Adds agent node `request.name` and returns it with its join token; for an agent node
+/// that has not joined yet, replaces its token instead.
+pub async fn add(app: &App, request: &CreateNodeRequest) -> Result<Node, ApiError> {
+    let extra = [
+        ("url", !request.url.is_empty()),
+        ("token", request.token.is_some()),
+        ("username", request.username.is_some()),
+        ("password", request.password.is_some()),
+        ("realm", request.realm.is_some()),
+        ("ca", request.ca.is_some()),
+        ("fingerprint", request.fingerprint.is_some()),
+        ("insecure", request.insecure),
+        ("pve_node", request.pve_node.is_some()),
+    ];
+    if let Some((field, _)) = extra.iter().find(|(_, given)| *given) {
+        return Err(ApiError::invalid(
+            field,
+            "agent nodes take only a name: the agent reports everything else when it joins",
+        ));
+    }
+    if app.config.agents.listen.is_none() {
+        return Err(ApiError::conflict(
+            None,
+            "this plane has no agent listener, so no agent could join; start `porthole serve` \
+             with --agent-listen ADDR:PORT",
+        ));
+    }
+    let secret = random_secret("ptj");
+    let credential = format!("{}.{secret}", request.name);
+    let now = app.clock.now_millis();
+    let ttl = i64::try_from(app.config.agents.join_ttl.as_millis()).unwrap_or(i64::MAX);
+    let expires_at = now.saturating_add(ttl);
+    let record = NodeRecord {
+        name: request.name.clone(),
+        kind: "agent".into(),
+        url: String::new(),
+        settings: "{}".into(),
+        secret_sealed: String::new(),
+        created_at: now,
+    };
+    let hash = token_hash(&credential);
+    match app
+        .store
+        .insert_agent_node(&record, &hash, expires_at)
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Taken { .. }) => {
+            app.store
+                .replace_join_token(&request.name, &hash, expires_at)
+                .await
+                .map_err(|_| {
+                    ApiError::conflict(
+                        Some("name"),
+                        format!(
+                            "name: a node called {:?} exists already; to enrol its host again, \
+                             remove it first",
+                            request.name
+                        ),
+                    )
+                })?;
+        }
+        Err(other) => return Err(other.into()),
+    }
+    tracing::info!(node = %request.name, "agent node added; waiting for its agent to join");
+    Ok(Node {
+        name: request.name.clone(),
+        kind: "agent".into(),
+        url: None,
+        vms: 0,
+        online: false,
+        detail: waiting_detail(expires_at),
+        join_token: Some(format!("{credential}.{}", app.pki.ca.fingerprint())),
+    })
+}
+
+/// What a node waiting for its agent shows.
+pub fn waiting_detail(expires_at: i64) -> String {
+    let when = chrono::DateTime::from_timestamp_millis(expires_at)
+        .map_or_else(|| expires_at.to_string(), |t| t.to_rfc3339());
+    format!("waiting for its agent to join; the join token expires at {when}")
+}
+
+/// The node whose certificate the request came with, if the plane issued it and it is not
+/// revoked.
+async fn authenticate(app: &App, peer: &PeerCertificate) -> Result<String, ApiError> {
+    let Some(info) = &peer.0 else {
+        return Err(ApiError::Unauthorized(
+            "present this agent's certificate (from joining with a token)".into(),
+        ));
+    };
+    let node = info
+        .identity
+        .as_deref()
+        .and_then(pki::node_of_identity)
+        .ok_or_else(|| ApiError::Forbidden("the certificate does not name a node".into()))?
+        .to_owned();
+    let record = app.store.agent_certificate(&info.serial).await?;
+    match record {
+        Some(record) if record.node == node && record.revoked_at.is_none() => Ok(node),
+        Some(record) if record.revoked_at.is_some() => Err(ApiError::Forbidden(format!(
+            "certificate {} of node {node:?} was revoked when the node was removed; ask an \
+             admin for a new join token",
+            info.serial
+        ))),
+        _ => Err(ApiError::Forbidden(format!(
+            "certificate {} was not issued to node {node:?} by this plane",
+            info.serial
+        ))),
+    }
+}
+
+/// Checks an agent's address: `https://HOST:PORT`.
+fn check_address(address: &str) -> Result<(), ApiError> {
+    let url = url::Url::parse(address)
+        .map_err(|e| ApiError::invalid("address", format!("{e}; give https://HOST:PORT")))?;
+    if url.scheme() != "https" || url.host_str().is_none() || url.port_or_known_default().is_none()
+    {
+        return Err(ApiError::invalid("address", "give https://HOST:PORT"));
+    }
+    Ok(())
+}
+
+/// Signs `csr` for `node` and returns it with its store row.
+fn sign(app: &App, node: &str, csr: &str) -> Result<(String, AgentCertificate), ApiError> {
+    let issued = app
+        .pki
+        .ca
+        .sign_csr(
+            csr,
+            &pki::node_identity(node),
+            app.config.agents.certificate_ttl,
+        )
+        .map_err(|e| ApiError::invalid("csr", chain(&e)))?;
+    let row = AgentCertificate {
+        serial: issued.serial.clone(),
+        node: node.to_owned(),
+        issued_at: app.clock.now_millis(),
+        not_after: millis(issued.not_after),
+        revoked_at: None,
+    };
+    Ok((issued.cert_pem, row))
+}
+
+fn enrolled(app: &App, node: &str, certificate: String) -> Enrolled {
+    Enrolled {
+        node: node.to_owned(),
+        certificate,
+        ca: app.pki.ca.cert_pem().to_owned(),
+    }
+}
+
+/// An agent joins with its one-time token.
+pub async fn join(
+    app: &App,
+    request: JoinRequest,
+    remote: Option<SocketAddr>,
+) -> Result<Enrolled, ApiError> {
+    let node = request
+        .token
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let result = join_node(app, &node, request).await;
+    let actor = Actor {
+        user: None,
+        name: &node,
+        remote,
+    };
+    let target = Target {
+        kind: "node",
+        id: None,
+        name: Some(node.clone()),
+    };
+    audit::recorded(app, actor, "node.join", Some(target), None, result).await
+}
+
+async fn join_node(app: &App, node: &str, request: JoinRequest) -> Result<Enrolled, ApiError> {
+    check_address(&request.address)?;
+    let (certificate, row) = sign(app, node, &request.csr)?;
+    let hash = token_hash(&request.token);
+    let redeemed = app
+        .store
+        .redeem_join_token(node, &hash, app.clock.now_millis(), &row, &request.address)
+        .await?;
+    if let Err(refusal) = redeemed {
+        let why = match refusal {
+            JoinRefusal::Unknown => "it is not a join token of this plane",
+            JoinRefusal::Used => "it was used already; each token admits one agent once",
+            JoinRefusal::Expired => "it expired",
+        };
+        return Err(ApiError::Unauthorized(format!(
+            "the join token is refused: {why}; on the plane, run `porthole node add {node}` \
+             for a new one"
+        )));
+    }
+    let driver = driver(app, node, &request.address).await?;
+    app.nodes.insert_agent(node, driver);
+    tracing::info!(%node, address = %request.address, serial = %row.serial, "agent joined");
+    Ok(enrolled(app, node, certificate))
+}
+
+/// An agent says where it listens, at every start.
+pub async fn hello(
+    app: &App,
+    peer: &PeerCertificate,
+    request: HelloRequest,
+) -> Result<(), ApiError> {
+    let node = authenticate(app, peer).await?;
+    check_address(&request.address)?;
+    app.store.set_node_url(&node, &request.address).await?;
+    if let Some(driver) = app.nodes.agent(&node) {
+        driver.set_address(&request.address);
+        driver.restarted();
+    }
+    tracing::info!(%node, address = %request.address, "agent started");
+    Ok(())
+}
+
+/// An agent renews its certificate with the current one.
+pub async fn renew(
+    app: &App,
+    peer: &PeerCertificate,
+    request: RenewRequest,
+) -> Result<Enrolled, ApiError> {
+    let node = authenticate(app, peer).await?;
+    check_address(&request.address)?;
+    let (certificate, row) = sign(app, &node, &request.csr)?;
+    app.store.insert_agent_certificate(&row).await?;
+    app.store.set_node_url(&node, &request.address).await?;
+    if let Some(driver) = app.nodes.agent(&node) {
+        driver.allow(row.serial.clone());
+        driver.set_address(&request.address);
+    }
+    tracing::info!(%node, serial = %row.serial, "agent certificate renewed");
+    Ok(enrolled(app, &node, certificate))
+}
+
+/// A file of template `id` for an agent: its path and the SHA-256 recorded at import.
+pub async fn template_file(
+    app: &App,
+    peer: &PeerCertificate,
+    id: &str,
+    part: &str,
+) -> Result<(PathBuf, String), ApiError> {
+    authenticate(app, peer).await?;
+    let missing = || ApiError::NotFound(format!("no template file {id}/{part}"));
+    let id: TemplateId = id.parse().map_err(|_| missing())?;
+    let template = app.store.template(id).await?.ok_or_else(missing)?;
+    let files = app.images.template_files(&template);
+    let (path, sha256) = match part {
+        "disk" => (Some(files.disk), Some(template.sha256)),
+        "kernel" => (files.kernel, template.kernel_sha256),
+        "initrd" => (files.initrd, template.initrd_sha256),
+        _ => (None, None),
+    };
+    match (path, sha256) {
+        (Some(path), Some(sha256)) => Ok((path, sha256)),
+        _ => Err(missing()),
+    }
+}
+
+/// Puts a stored agent node in the registry (at start).
+pub async fn load(app: &App, record: &NodeRecord) -> Result<(), ApiError> {
+    if record.url.is_empty() {
+        return Ok(());
+    }
+    let driver = driver(app, &record.name, &record.url).await?;
+    app.nodes.insert_agent(&record.name, driver);
+    Ok(())
+}
+
+/// Sends every agent a heartbeat each [`HEARTBEAT_INTERVAL`], one at a time per agent, until
+/// `stop` is cancelled.
+pub async fn run(app: AppState, stop: CancellationToken) {
+    let mut beating: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => break,
+        }
+        beating.retain(|_, beat| !beat.is_finished());
+        for (name, driver) in app.nodes.agents() {
+            if beating.contains_key(&name) {
+                continue;
+            }
+            let app = app.clone();
+            let node = name.clone();
+            beating.insert(
+                name,
+                tokio::spawn(async move { beat(&app, &node, &driver).await }),
+            );
+        }
+    }
+    for (_, beat) in beating {
+        beat.abort();
+    }
+}
+
+async fn beat(app: &App, node: &str, driver: &AgentDriver) {
+    let target = || Target {
+        kind: "node",
+        id: None,
+        name: Some(node.to_owned()),
+    };
+    match driver.heartbeat().await {
+        Heartbeat::CameOnline(health) => {
+            tracing::info!(%node, "node answers");
+            let findings = reconcile(app, node, &health.inventory).await;
+            driver.set_findings(findings.clone());
+            let detail = (!findings.is_empty()).then(|| findings.join("; "));
+            audit::record(
+                app,
+                Actor::PLANE,
+                "node.online",
+                Some(target()),
+                &Ok::<(), ApiError>(()),
+                detail,
+            )
+            .await;
+        }
+        Heartbeat::WentOffline(why) => {
+            tracing::warn!(%node, reason = %why, "node stopped answering; marking it offline");
+            if let Err(e) = mark_unknown(app, node).await {
+                tracing::warn!(%node, error = %chain(&e), "cannot mark the node's VMs unknown");
+            }
+            audit::record(
+                app,
+                Actor::PLANE,
+                "node.offline",
+                Some(target()),
+                &Ok::<(), ApiError>(()),
+                Some(why),
+            )
+            .await;
+        }
+        Heartbeat::Steady(_) | Heartbeat::StillOffline => {}
+    }
+}
+
+/// Records every idle VM of an offline node as `unknown` at once; the reconciler restores
+/// their states when the node answers again.
+async fn mark_unknown(app: &App, node: &str) -> Result<(), ApiError> {
+    for vm in app.store.vms(None).await? {
+        if vm.node != node
+            || vm.job_id.is_some()
+            || matches!(
+                vm.state,
+                VmState::Creating | VmState::Deleting | VmState::Unknown
+            )
+        {
+            continue;
+        }
+        app.store
+            .record_vm_state(vm.id, vm.state, VmState::Unknown, app.clock.now_millis())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Compares what a node holds with what the plane expects there, and reports (never
+/// deletes) both kinds of difference.
+async fn reconcile(
+    app: &App,
+    node: &str,
+    inventory: &[(VmId, porthole_core::PowerState)],
+) -> Vec<String> {
+    let vms = match app.store.vms(None).await {
+        Ok(vms) => vms,
+        Err(e) => return vec![format!("cannot compare with the database: {e}")],
+    };
+    let on_host: HashSet<VmId> = inventory.iter().map(|(id, _)| *id).collect();
+    let known: HashSet<VmId> = vms.iter().map(|vm| vm.id).collect();
+    let mut findings = Vec::new();
+    for (id, _) in inventory {
+        if !known.contains(id) {
+            findings.push(format!(
+                "the host has VM {id}, which porthole does not know; it was left alone"
+            ));
+        }
+    }
+    for vm in vms.iter().filter(|vm| vm.node == node) {
+        if !on_host.contains(&vm.id) && !matches!(vm.state, VmState::Creating | VmState::Deleting) {
+            findings.push(format!(
+                "VM {} ({}) is missing from the host; delete it in porthole to clean up",
+                vm.name, vm.id
+            ));
+        }
+    }
+    for finding in &findings {
+        tracing::warn!(%node, "{finding}");
+    }
+    findings
+}
