@@ -332,6 +332,17 @@ async fn answer<T: serde::de::DeserializeOwned>(
     };
     let response = response.map_err(|e| match tls_refusal(&e) {
         Some(message) => EnrolError::Refused { what, message },
+        // In TLS 1.3 the server checks the client's certificate after the client is done
+        // with the handshake: a refused certificate shows as the connection closing under
+        // the first request, not as a failure to connect.
+        None if !e.is_connect() && !e.is_timeout() => EnrolError::Refused {
+            what,
+            message: format!(
+                "it closed the connection after the TLS handshake ({}), as it does for a \
+                 certificate it does not accept",
+                chain_of(&e)
+            ),
+        },
         None => unreachable(e),
     })?;
     if response.status().is_success() {
@@ -343,6 +354,18 @@ async fn answer<T: serde::de::DeserializeOwned>(
         .map(|r| r.error.message)
         .unwrap_or_else(|_| format!("{status}: {text}"));
     Err(EnrolError::Refused { what, message })
+}
+
+/// `error` with its causes, on one line.
+fn chain_of(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The TLS error in `error`'s causes, if the handshake itself failed: the other side
