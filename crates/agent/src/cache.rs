@@ -1,17 +1,17 @@
-//! Template images cached on an agent's host.
+//! Template and ISO images cached on an agent's host.
 //!
-//! The plane keeps every template. The first VM on a host that needs one makes the agent
-//! fetch it from the plane over mutual TLS, check its SHA-256 against the one the plane
-//! recorded at import, and keep it under `templates/ID/`. Later VMs are qcow2 overlays on
-//! the cached copy, so creating them costs no transfer at all.
+//! The plane keeps every template and ISO. The first VM on a host that needs one makes the
+//! agent fetch it from the plane over mutual TLS, check its SHA-256 against the one the plane
+//! recorded at import, and keep it under `templates/ID/` or `isos/ID.iso`. Later VMs are
+//! qcow2 overlays on the cached copy, so creating them costs no transfer at all.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use porthole_core::TemplateId;
 use porthole_core::driver::{DriverError, Progress};
+use porthole_core::{IsoId, TemplateId};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -29,22 +29,53 @@ pub struct CachedTemplate {
     pub initrd: Option<PathBuf>,
 }
 
-/// The agent's template cache.
+/// The agent's image cache.
 #[derive(Debug)]
 pub struct TemplateCache {
     dir: PathBuf,
+    isos: PathBuf,
     plane: Arc<PlaneLink>,
-    fetching: Mutex<HashMap<TemplateId, Arc<tokio::sync::Mutex<()>>>>,
+    fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl TemplateCache {
-    /// A cache in `dir`, filled from `plane`.
-    pub fn new(dir: PathBuf, plane: Arc<PlaneLink>) -> Self {
+    /// A cache with templates in `dir` and ISOs in `isos`, filled from `plane`.
+    pub fn new(dir: PathBuf, isos: PathBuf, plane: Arc<PlaneLink>) -> Self {
         Self {
             dir,
+            isos,
             plane,
             fetching: Mutex::default(),
         }
+    }
+
+    /// One download of `key` at a time; a second caller waits and finds it cached.
+    fn lock(&self, key: String) -> Arc<tokio::sync::Mutex<()>> {
+        let mut fetching = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(fetching.entry(key).or_default())
+    }
+
+    /// ISO `id`'s file, fetched now if it is not cached yet.
+    pub async fn ensure_iso(
+        &self,
+        id: IsoId,
+        progress: &dyn Progress,
+    ) -> Result<PathBuf, DriverError> {
+        let path = self.isos.join(format!("{id}.iso"));
+        if !path.exists() {
+            let lock = self.lock(format!("iso {id}"));
+            let _held = lock.lock().await;
+            if !path.exists() {
+                tokio::fs::create_dir_all(&self.isos)
+                    .await
+                    .map_err(|e| DriverError::io(format!("creating {}", self.isos.display()), e))?;
+                let report = |fraction: f32, step: &str| progress.update(fraction * 0.9, step);
+                let what = format!("ISO {id}");
+                self.fetch(&format!("/agent/v1/isos/{id}"), &what, &path, &report)
+                    .await?;
+            }
+        }
+        Ok(path)
     }
 
     /// The template's files, fetched now if they are not cached yet.
@@ -60,11 +91,7 @@ impl TemplateCache {
         parts.extend(kernel.then_some("kernel"));
         parts.extend(initrd.then_some("initrd"));
         if parts.iter().any(|part| !dir.join(part).exists()) {
-            // One fetch per template at a time; a second create waits and finds it cached.
-            let lock = {
-                let mut fetching = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
-                Arc::clone(fetching.entry(id).or_default())
-            };
+            let lock = self.lock(format!("template {id}"));
             let _held = lock.lock().await;
             tokio::fs::create_dir_all(&dir)
                 .await
@@ -78,7 +105,14 @@ impl TemplateCache {
                 let scaled = |fraction: f32, step: &str| {
                     progress.update((index as f32 + fraction) / count * 0.9, step);
                 };
-                self.fetch(id, part, &path, &scaled).await?;
+                let what = format!("template {id}'s {part}");
+                self.fetch(
+                    &format!("/agent/v1/templates/{id}/{part}"),
+                    &what,
+                    &path,
+                    &scaled,
+                )
+                .await?;
             }
         }
         let path = |wanted: bool, part: &str| wanted.then(|| dir.join(part));
@@ -89,28 +123,23 @@ impl TemplateCache {
         })
     }
 
-    /// Downloads one file of template `id` to `path`, checking its SHA-256.
+    /// Downloads `what` from `url_path` on the plane to `path`, checking its SHA-256.
     async fn fetch(
         &self,
-        id: TemplateId,
-        part: &str,
+        url_path: &str,
+        what: &str,
         path: &Path,
         progress: &(dyn Fn(f32, &str) + Sync),
     ) -> Result<(), DriverError> {
         let unreachable = |e: reqwest::Error| {
-            DriverError::Unreachable(format!("fetching template {id} from the plane: {e}"))
+            DriverError::Unreachable(format!("fetching {what} from the plane: {e}"))
         };
-        let response = self
-            .plane
-            .get(&format!("/agent/v1/templates/{id}/{part}"))
-            .send()
-            .await
-            .map_err(unreachable)?;
+        let response = self.plane.get(url_path).send().await.map_err(unreachable)?;
         if !response.status().is_success() {
             let status = response.status();
             let body = response.text().await.unwrap_or_default();
             return Err(DriverError::BadImage(format!(
-                "the plane refused template {id}'s {part} ({status}): {body}"
+                "the plane refused {what} ({status}): {body}"
             )));
         }
         let expected = response
@@ -119,9 +148,7 @@ impl TemplateCache {
             .and_then(|v| v.to_str().ok())
             .map(str::to_ascii_lowercase)
             .ok_or_else(|| {
-                DriverError::BadImage(format!(
-                    "the plane sent template {id}'s {part} without its SHA-256"
-                ))
+                DriverError::BadImage(format!("the plane sent {what} without its SHA-256"))
             })?;
         let total = response.content_length().unwrap_or(0);
         let partial = path.with_extension("partial");
@@ -132,7 +159,7 @@ impl TemplateCache {
         let mut hasher = Sha256::new();
         let mut received = 0u64;
         let mut body = response.bytes_stream();
-        let step = format!("fetching the template's {part} from the plane");
+        let step = format!("fetching {what} from the plane");
         progress(0.0, &step);
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(unreachable)?;
@@ -149,14 +176,14 @@ impl TemplateCache {
         if actual != expected {
             let _ = tokio::fs::remove_file(&partial).await;
             return Err(DriverError::BadImage(format!(
-                "template {id}'s {part} arrived with SHA-256 {actual}, but the plane recorded \
-                 {expected}; nothing was cached"
+                "{what} arrived with SHA-256 {actual}, but the plane recorded {expected}; \
+                 nothing was cached"
             )));
         }
         tokio::fs::rename(&partial, path)
             .await
             .map_err(|e| io("renaming", e))?;
-        tracing::info!(template = %id, part, bytes = received, "template cached");
+        tracing::info!(image = %what, bytes = received, "image cached");
         Ok(())
     }
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
 use porthole_core::driver::{
-    Capacity, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PipedConsole, PowerState,
-    Progress, VmDefinition,
+    BootOrder, Capacity, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PipedConsole,
+    PowerState, Progress, VmDefinition,
 };
 use porthole_core::{Resources, Snapshot, SnapshotName, VmId};
 use reqwest::Method;
@@ -29,7 +29,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::pki::{self, CertInfo};
 use crate::tls::{self, Identity, PeerCheck};
 use crate::wire::{
-    ConsoleControl, CreateEvent, Health, ShutdownRequest, VNC_PASSWORD_HEADER, WireError,
+    BootMediaRequest, ConsoleControl, CreateEvent, Health, ShutdownRequest, VNC_PASSWORD_HEADER,
+    WireError,
 };
 
 /// How long a heartbeat may take.
@@ -518,6 +519,21 @@ impl Driver for AgentDriver {
             .await
             .map_err(|e| self.unreachable(&e))?
             .to_vec())
+    }
+
+    async fn set_boot_media(
+        &self,
+        vm: VmId,
+        cdrom: Option<std::path::PathBuf>,
+        order: BootOrder,
+    ) -> Result<(), DriverError> {
+        let request = BootMediaRequest { cdrom, order };
+        self.call(
+            Method::POST,
+            &format!("/v1/vms/{vm}/boot-media"),
+            Some(&request),
+        )
+        .await
     }
 
     async fn snapshot_create(&self, vm: VmId, name: &SnapshotName) -> Result<(), DriverError> {

@@ -448,9 +448,9 @@ async fn fetch_ca(plane: &str) -> Result<String, EnrolError> {
     response.text().await.map_err(unreachable)
 }
 
-/// Where an agent keeps its files.
-pub fn data_paths(dir: &Path) -> (PathBuf, PathBuf) {
-    (dir.join("vms"), dir.join("templates"))
+/// Where an agent keeps its VMs, cached templates and cached ISOs.
+pub fn data_paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    (dir.join("vms"), dir.join("templates"), dir.join("isos"))
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ pub async fn run(
             choice.accel
         }
     };
-    let (vms, templates) = enrol::data_paths(&dir);
+    let (vms, templates, isos) = enrol::data_paths(&dir);
     let driver = QemuDriver::open(QemuConfig {
         root: vms,
         qemu: options.qemu.clone(),
@@ -120,7 +120,7 @@ pub async fn run(
     .map_err(|e| anyhow::anyhow!("opening the QEMU node: {e}"))?;
     let service = AgentService::new(
         Arc::new(driver),
-        TemplateCache::new(templates, Arc::clone(&link)),
+        TemplateCache::new(templates, isos, Arc::clone(&link)),
     );
 
     let ca = pki::first_cert_der(&enrolment.ca_pem)?;

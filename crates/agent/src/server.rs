@@ -18,19 +18,22 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::{SinkExt, StreamExt};
+use porthole_core::driver::NoProgress;
 use porthole_core::driver::{
     BootMedia, ConsoleEndpoint, ConsoleKind, Driver, DriverError, Progress, SharedConsole,
     VmDefinition,
 };
-use porthole_core::{Resources, SnapshotName, VmId};
+use porthole_core::{IsoId, Resources, SnapshotName, VmId};
 use serde::Deserialize;
+use std::path::PathBuf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 use crate::cache::TemplateCache;
 use crate::wire::{
-    ConsoleControl, CreateEvent, Health, ShutdownRequest, VNC_PASSWORD_HEADER, WireError,
+    BootMediaRequest, ConsoleControl, CreateEvent, Health, ShutdownRequest, VNC_PASSWORD_HEADER,
+    WireError,
 };
 
 /// How long connecting to a local console socket may take.
@@ -63,6 +66,7 @@ pub fn router(service: Arc<AgentService>) -> Router {
         .route("/v1/vms/{id}/power/{action}", post(power))
         .route("/v1/vms/{id}/shutdown", post(shutdown))
         .route("/v1/vms/{id}/resources", post(resize))
+        .route("/v1/vms/{id}/boot-media", post(boot_media))
         .route("/v1/vms/{id}/console-output", get(console_output))
         .route("/v1/vms/{id}/console/{kind}", get(console))
         .route(
@@ -249,16 +253,47 @@ async fn localise(
             *kernel = cached.kernel;
             *initrd = cached.initrd;
         }
-        BootMedia::Iso { .. } | BootMedia::NodeTemplate { .. } => {
-            return Err(DriverError::Unsupported(
-                "installing from ISO images on agents",
-            ));
+        BootMedia::Iso { id, path } => *path = templates.ensure_iso(*id, progress).await?,
+        BootMedia::NodeTemplate { .. } => {
+            return Err(DriverError::Unsupported("templates kept by the node"));
         }
     }
-    if def.cdrom.is_some() {
-        return Err(DriverError::Unsupported("CD-ROMs on agents"));
-    }
+    def.cdrom = localise_cdrom(templates, def.cdrom, progress).await?;
     Ok(def)
+}
+
+/// The local copy of the ISO the plane keeps at `cdrom` (named `ISO-ID.iso` there).
+async fn localise_cdrom(
+    templates: &TemplateCache,
+    cdrom: Option<PathBuf>,
+    progress: &dyn Progress,
+) -> Result<Option<PathBuf>, DriverError> {
+    let Some(path) = cdrom else {
+        return Ok(None);
+    };
+    let id: IsoId = path
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .and_then(|stem| stem.parse().ok())
+        .ok_or_else(|| {
+            DriverError::BadImage(format!("{} is not an ISO the plane keeps", path.display()))
+        })?;
+    Ok(Some(templates.ensure_iso(id, progress).await?))
+}
+
+/// A change of CD-ROM and boot order, fetching the ISO first if this host lacks it.
+async fn boot_media(
+    State(agent): Shared,
+    Path(id): Path<VmId>,
+    Json(request): Json<BootMediaRequest>,
+) -> Answer<()> {
+    let cdrom = localise_cdrom(&agent.templates, request.cdrom, &NoProgress).await?;
+    Ok(Json(
+        agent
+            .driver
+            .set_boot_media(id, cdrom, request.order)
+            .await?,
+    ))
 }
 
 /// Progress sent down the create stream, at most once per percent or step.

@@ -56,6 +56,15 @@ pub struct ShutdownRequest {
     pub timeout_secs: u64,
 }
 
+/// A change of a VM's CD-ROM (the plane's path of the ISO, or none) and boot order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BootMediaRequest {
+    /// The ISO as the plane keeps it; the agent uses its own cached copy.
+    pub cdrom: Option<std::path::PathBuf>,
+    /// Disk or CD-ROM first.
+    pub order: porthole_core::BootOrder,
+}
+
 /// A control message on a console stream (a WebSocket text message; binary messages are
 /// the console's bytes).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]

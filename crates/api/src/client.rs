@@ -514,6 +514,13 @@ impl Client {
             .await
     }
 
+    /// `DELETE /api/v1/nodes/{name}?forget_vms=true` (admins): removes a node that is
+    /// offline, forgetting its VMs' records.
+    pub async fn forget_node(&self, name: &str) -> Result<(), ClientError> {
+        let path = format!("api/v1/nodes/{}?forget_vms=true", seg(name));
+        self.send(self.request(Method::DELETE, &path)).await
+    }
+
     /// `POST /api/v1/nodes/{node}/templates` (admins): links a template the node keeps.
     pub async fn link_template(
         &self,

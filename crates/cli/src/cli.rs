@@ -121,6 +121,10 @@ pub enum NodeCommand {
     Remove {
         /// Its name.
         name: String,
+        /// For a host that is gone for good: remove the node while it is offline, with the
+        /// records of its VMs (nothing on the host is touched).
+        #[arg(long)]
+        forget_vms: bool,
     },
 }
 

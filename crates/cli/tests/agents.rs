@@ -40,6 +40,22 @@ async fn serial_echo(client: &porthole_api::client::Client, id: VmId, word: &str
     socket.close(None).await.unwrap();
 }
 
+/// Waits until node `name` is listed offline.
+async fn offline(admin: &porthole_api::client::Client, name: &str) {
+    eventually(
+        Duration::from_secs(10),
+        &format!("{name} offline"),
+        || async {
+            let nodes = admin.nodes().await.unwrap();
+            nodes
+                .iter()
+                .any(|n| n.name == name && !n.online)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 /// The steps a job showed while it was watched.
 async fn watch_steps(
     client: &porthole_api::client::Client,
@@ -146,7 +162,7 @@ async fn agents_on_two_hosts_run_vms_and_consoles_and_survive_losing_one() {
             .unwrap();
         let steps = watch_steps(&admin, &created.job).await;
         assert!(
-            steps.iter().any(|s| s.contains("fetching the template")),
+            steps.iter().any(|s| s.contains("fetching template")),
             "{steps:?}"
         );
         vms.push(admin.vm(created.vm.id).await.unwrap());
@@ -193,21 +209,64 @@ async fn agents_on_two_hosts_run_vms_and_consoles_and_survive_losing_one() {
         socket.close(None).await.unwrap();
     }
 
+    // An ISO install runs on an agent too: the host fetches the ISO once, checked.
+    let work = tempfile::tempdir().unwrap();
+    // 24 MiB of noise, so the transfer lasts long enough to be watched.
+    std::fs::create_dir(work.path().join("installer-root")).unwrap();
+    let noise: Vec<u8> = (0..24u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(work.path().join("installer-root/noise"), noise).unwrap();
+    let iso = support::import_iso(&server, &token, work.path(), "installer");
+    let request = CreateVmRequest {
+        template: None,
+        iso: Some("installer".into()),
+        disk_gib: 2,
+        node: Some("host-b".into()),
+        ..CreateVmRequest::small("isovm", "demo")
+    };
+    let created = admin.create_vm(&request).await.unwrap();
+    let steps = watch_steps(&admin, &created.job).await;
+    assert!(
+        steps.iter().any(|s| s.contains("fetching ISO")),
+        "{steps:?}"
+    );
+    assert!(
+        agent_b.log().contains("image cached image=ISO"),
+        "{}",
+        agent_b.log()
+    );
+    let cached = agent_b.data_dir.join("isos");
+    let cached_iso = cached.read_dir().unwrap().next().unwrap().unwrap().path();
+    assert_eq!(
+        std::fs::read(&cached_iso).unwrap(),
+        std::fs::read(&iso).unwrap()
+    );
+    let cmdline = support::qemu_processes()
+        .into_iter()
+        .find(|(_, command)| command.contains(&created.vm.id.to_string()))
+        .unwrap()
+        .1;
+    assert!(
+        cmdline.contains(&cached_iso.to_string_lossy().into_owned()),
+        "{cmdline}"
+    );
+
     // Cut host-a off: it is marked offline within 10 s, its VMs are unknown, and actions on
     // them fail at once with 503.
     let on_a = vms.iter().find(|vm| vm.node == "host-a").unwrap().id;
+    let name_on_a = vms
+        .iter()
+        .find(|vm| vm.node == "host-a")
+        .unwrap()
+        .name
+        .clone();
     hosts.cut(1);
     let cut = Instant::now();
-    eventually(Duration::from_secs(10), "host-a offline", || async {
-        let nodes = admin.nodes().await.unwrap();
-        nodes
-            .iter()
-            .any(|n| n.name == "host-a" && !n.online)
-            .then_some(())
-    })
-    .await;
+    offline(&admin, "host-a").await;
     let offline_after = cut.elapsed();
     assert!(offline_after < Duration::from_secs(10), "{offline_after:?}");
+    eprintln!("measured: host-a listed offline {offline_after:?} after its link went down");
     eventually(Duration::from_secs(5), "its VM unknown", || async {
         let vm = admin.vm(on_a).await.unwrap();
         (vm.state == porthole_core::VmState::Unknown).then_some(())
@@ -294,9 +353,57 @@ async fn agents_on_two_hosts_run_vms_and_consoles_and_survive_losing_one() {
     .await;
     serial_echo(&admin, on_b, "renewed").await;
 
-    // A node with VMs cannot be removed.
-    let (status, ..) = api_error(admin.remove_node("host-b").await.unwrap_err());
+    // A node with VMs cannot be removed, nor can an online one be forgotten.
+    let (status, _, message, _) = api_error(admin.remove_node("host-b").await.unwrap_err());
     assert_eq!(status, 409);
+    assert!(message.contains("--forget-vms"), "{message}");
+    let (status, _, _, field) = api_error(admin.forget_node("host-b").await.unwrap_err());
+    assert_eq!((status, field.as_deref()), (409, Some("forget_vms")));
+    let bad = reqwest::Client::new()
+        .delete(format!("{}/api/v1/nodes/host-b?forget_vms=yes", server.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    assert!(bad.text().await.unwrap().contains("forget_vms"));
+
+    // host-a is gone for good: once it is offline, an admin forgets it with its VMs'
+    // records. Its certificate is revoked with it.
+    agent_a.kill9();
+    offline(&admin, "host-a").await;
+    let (code, _, err) = server.cli(&token, &["node", "remove", "host-a", "--forget-vms"]);
+    assert_eq!(code, 0, "{err}");
+    let left: Vec<_> = admin
+        .vms()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|vm| vm.node)
+        .collect();
+    assert!(
+        !left.is_empty() && left.iter().all(|node| node == "host-b"),
+        "{left:?}"
+    );
+    assert!(
+        admin
+            .nodes()
+            .await
+            .unwrap()
+            .iter()
+            .all(|n| n.name != "host-a")
+    );
+    let audit = admin.audit_log(50).await.unwrap();
+    assert!(
+        audit.iter().any(|e| e.action == "node.remove"
+            && e.detail
+                .as_deref()
+                .is_some_and(|d| d.contains(&name_on_a) && d.contains("three"))),
+        "{audit:?}"
+    );
+    agent_a.relaunch(&["--listen", &listen_a]);
+    let (status, log) = agent_a.exit().await;
+    assert!(!status.success() && log.contains("revoked"), "{log}");
     assert!(!server.log().contains(&token_a) && !server.log().contains(&token_b));
 }
 

@@ -129,26 +129,12 @@ async fn an_admin_raises_a_limit_and_approves_an_iso_in_the_browser() {
     let omar = member(&server, &admin, "omar").await;
     // An installer ISO, imported but not yet approved: members cannot see it.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("README"), "installer").unwrap();
-    let iso = dir.path().join("installer.iso");
-    let made = Command::new("genisoimage")
-        .args(["-quiet", "-o"])
-        .arg(&iso)
-        .arg(dir.path().join("README"))
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let (code, _, err) = server.cli(
+    import_iso(
+        &server,
         &server.admin_token().await,
-        &[
-            "iso",
-            "import",
-            iso.to_str().unwrap(),
-            "--name",
-            "installer",
-        ],
+        dir.path(),
+        "installer",
     );
-    assert_eq!(code, 0, "{err}");
     assert!(omar.isos().await.unwrap().is_empty());
     assert_eq!(omar.me().await.unwrap().limits.cores, 4);
 

@@ -277,7 +277,7 @@ mod tests {
         assert_eq!(store.agent_serials("a", 500).await.unwrap().len(), 2);
         assert!(store.agent_serials("a", 1_000).await.unwrap().is_empty());
         // Removing the node revokes every certificate it had.
-        store.delete_node("a", 600).await.unwrap();
+        store.delete_node("a", 600, false).await.unwrap();
         assert!(
             store
                 .agent_certificate("s1")

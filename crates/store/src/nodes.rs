@@ -89,9 +89,31 @@ impl Store {
     }
 
     /// Removes node `name` if no VM and no template refers to it, revoking its certificates
-    /// as of `now`; [`StoreError::InUse`] otherwise.
-    pub async fn delete_node(&self, name: &str, now: Millis) -> Result<(), StoreError> {
+    /// as of `now`; [`StoreError::InUse`] otherwise. With `forget_vms`, its VMs' rows go
+    /// with it (templates still refuse), and their names are returned.
+    pub async fn delete_node(
+        &self,
+        name: &str,
+        now: Millis,
+        forget_vms: bool,
+    ) -> Result<Vec<String>, StoreError> {
         let mut tx = self.begin_write().await?;
+        let forgotten: Vec<String> = if forget_vms {
+            let names = sqlx::query("SELECT name FROM vms WHERE node = $1 ORDER BY name")
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get("name"))
+                .collect::<Result<_, _>>()?;
+            sqlx::query("DELETE FROM vms WHERE node = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            names
+        } else {
+            Vec::new()
+        };
         let used: i64 = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM vms WHERE node = $1) \
                   + (SELECT COUNT(*) FROM templates WHERE node = $1) AS n",
@@ -121,7 +143,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(forgotten)
     }
 }
 
@@ -151,9 +173,9 @@ mod tests {
         ));
         assert_eq!(store.nodes().await.unwrap(), [node("pve")]);
         assert!(!format!("{:?}", node("pve")).contains("sealed"));
-        store.delete_node("pve", 5).await.unwrap();
+        store.delete_node("pve", 5, false).await.unwrap();
         assert!(matches!(
-            store.delete_node("pve", 5).await,
+            store.delete_node("pve", 5, false).await,
             Err(StoreError::NotFound("node"))
         ));
     }

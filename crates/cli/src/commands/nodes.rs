@@ -75,8 +75,12 @@ pub async fn run(session: &Session, command: &NodeCommand) -> anyhow::Result<()>
                 &node,
             )
         }
-        NodeCommand::Remove { name } => {
-            client.remove_node(name).await?;
+        NodeCommand::Remove { name, forget_vms } => {
+            if *forget_vms {
+                client.forget_node(name).await?;
+            } else {
+                client.remove_node(name).await?;
+            }
             print.done(
                 &format!("removed node {name}"),
                 &serde_json::json!({ "removed": name }),

@@ -33,6 +33,28 @@ pub fn in_netns(netns: &str) -> Command {
     command
 }
 
+/// Makes a small ISO in `dir` (genisoimage, one README) and imports it as `name` with the
+/// CLI; returns the ISO's path.
+pub fn import_iso(server: &Server, token: &str, dir: &Path, name: &str) -> PathBuf {
+    let root = dir.join(format!("{name}-root"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("README"), name).unwrap();
+    let iso = dir.join(format!("{name}.iso"));
+    let made = Command::new("genisoimage")
+        .args(["-quiet", "-V", "PORTHOLE", "-o"])
+        .arg(&iso)
+        .arg(&root)
+        .status()
+        .expect("genisoimage is installed by scripts/setup");
+    assert!(made.success());
+    let (code, _, err) = server.cli(
+        token,
+        &["iso", "import", iso.to_str().unwrap(), "--name", name],
+    );
+    assert_eq!(code, 0, "{err}");
+    iso
+}
+
 /// The demo guest built by guest/build.sh.
 pub fn guest_dir() -> PathBuf {
     let dir = std::env::var_os("PORTHOLE_TEST_GUEST").map_or_else(

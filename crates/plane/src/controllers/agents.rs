@@ -23,6 +23,7 @@ pub fn router(app: AppState) -> Router {
         .route("/agent/v1/hello", post(hello))
         .route("/agent/v1/renew", post(renew))
         .route("/agent/v1/templates/{id}/{part}", get(template_file))
+        .route("/agent/v1/isos/{id}", get(iso_file))
         .with_state(app)
 }
 
@@ -64,7 +65,21 @@ async fn template_file(
     Path((id, part)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (path, sha256) = agents::template_file(&app, &peer, &id, &part).await?;
-    let file = tokio::fs::File::open(&path)
+    send_file(&path, sha256).await
+}
+
+async fn iso_file(
+    State(app): State<AppState>,
+    Extension(peer): Extension<PeerCertificate>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (path, sha256) = agents::iso_file(&app, &peer, &id).await?;
+    send_file(&path, sha256).await
+}
+
+/// Streams an image file with its length and recorded SHA-256.
+async fn send_file(path: &std::path::Path, sha256: String) -> Result<Response, ApiError> {
+    let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| ApiError::internal(anyhow::anyhow!("opening {}: {e}", path.display())))?;
     let length = file.metadata().await.map_err(ApiError::internal)?.len();

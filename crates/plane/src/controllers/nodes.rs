@@ -1,7 +1,7 @@
 //! Nodes: listing, adding a Proxmox VE cluster, removing, and linking node templates.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use porthole_api::{CreateNodeRequest, ErrorBody, LinkTemplateRequest, Node, Template};
 
@@ -34,16 +34,30 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(node)))
 }
 
-/// Removes a node no VM or template uses (admins).
+/// Removes a node no VM or template uses (admins). With `forget_vms=true`, a node that is
+/// offline is removed with its VMs' records; nothing on the host is touched.
 #[utoipa::path(delete, path = "/api/v1/nodes/{name}", tag = "nodes", security(("bearer" = [])),
-    params(("name" = String, Path, description = "The node's name")),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("name" = String, Path, description = "The node's name"),
+        ("forget_vms" = Option<bool>, Query, description = "Also forget the VMs of a node that is offline")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub async fn delete(
     State(app): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<StatusCode, ApiError> {
-    nodes::remove(&app, &caller, &name).await?;
+    let forget_vms = match query.as_deref() {
+        None | Some("") | Some("forget_vms=false") => false,
+        Some("forget_vms=true") => true,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "forget_vms",
+                "the only parameter is forget_vms=true or forget_vms=false",
+            ));
+        }
+    };
+    nodes::remove(&app, &caller, &name, forget_vms).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

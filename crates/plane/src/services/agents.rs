@@ -19,7 +19,7 @@ use porthole_agent::pki::{self, CertificateAuthority, PLANE_IDENTITY};
 use porthole_agent::tls::{CertSlot, Identity, PeerCertificate};
 use porthole_agent::wire::{Enrolled, HelloRequest, JoinRequest, RenewRequest};
 use porthole_api::{CreateNodeRequest, Node};
-use porthole_core::{TemplateId, VmId, VmState};
+use porthole_core::{IsoId, TemplateId, VmId, VmState};
 use porthole_store::StoreError;
 use porthole_store::agents::{AgentCertificate, JoinRefusal};
 use porthole_store::nodes::NodeRecord;
@@ -355,6 +355,19 @@ pub async fn template_file(
         (Some(path), Some(sha256)) => Ok((path, sha256)),
         _ => Err(missing()),
     }
+}
+
+/// ISO `id`'s file for an agent: its path and the SHA-256 recorded at import.
+pub async fn iso_file(
+    app: &App,
+    peer: &PeerCertificate,
+    id: &str,
+) -> Result<(PathBuf, String), ApiError> {
+    authenticate(app, peer).await?;
+    let missing = || ApiError::NotFound(format!("no ISO {id}"));
+    let id: IsoId = id.parse().map_err(|_| missing())?;
+    let iso = app.store.iso(id).await?.ok_or_else(missing)?;
+    Ok((app.images.iso_path(iso.id), iso.sha256))
 }
 
 /// Puts a stored agent node in the registry (at start).

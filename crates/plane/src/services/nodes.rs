@@ -433,30 +433,23 @@ fn agent_detail(agent: &porthole_agent::AgentDriver) -> (bool, String) {
     (online, detail)
 }
 
-/// Removes a node that no VM or template uses (admins).
-pub async fn remove(app: &App, caller: &Caller, name: &str) -> Result<(), ApiError> {
+/// Removes a node that no VM or template uses (admins). With `forget_vms`, a node that is
+/// offline goes together with the records of its VMs: for a host that is gone for good.
+/// Nothing on the host is touched, and each forgotten VM is named in the audit log.
+pub async fn remove(
+    app: &App,
+    caller: &Caller,
+    name: &str,
+    forget_vms: bool,
+) -> Result<(), ApiError> {
     caller.require_admin()?;
-    let result = if name == Nodes::LOCAL {
-        Err(ApiError::conflict(
-            None,
-            "the built-in node cannot be removed",
-        ))
-    } else {
-        app.store
-            .delete_node(name, app.clock.now_millis())
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound(_) => ApiError::NotFound(format!("no node called {name:?}")),
-                StoreError::InUse(_) => ApiError::conflict(
-                    None,
-                    format!("node {name:?} still has VMs or templates; delete them first"),
-                ),
-                other => other.into(),
-            })
+    let result = remove_node(app, name, forget_vms).await;
+    let detail = match &result {
+        Ok(forgotten) if !forgotten.is_empty() => {
+            Some(format!("forgot VMs {}", forgotten.join(", ")))
+        }
+        _ => None,
     };
-    if result.is_ok() {
-        app.nodes.remove(name);
-    }
     let target = Target {
         kind: "node",
         id: None,
@@ -467,10 +460,50 @@ pub async fn remove(app: &App, caller: &Caller, name: &str) -> Result<(), ApiErr
         caller.into(),
         "node.remove",
         Some(target),
-        None,
-        result,
+        detail,
+        result.map(|_| ()),
     )
     .await
+}
+
+/// Removes node `name`, returning the VMs it forgot.
+async fn remove_node(app: &App, name: &str, forget_vms: bool) -> Result<Vec<String>, ApiError> {
+    if name == Nodes::LOCAL {
+        return Err(ApiError::conflict(
+            None,
+            "the built-in node cannot be removed",
+        ));
+    }
+    if forget_vms
+        && let Ok(driver) = app.nodes.get(name)
+        && driver.unavailable().is_none()
+    {
+        return Err(ApiError::conflict(
+            Some("forget_vms"),
+            format!(
+                "node {name:?} answers; delete its VMs instead of forgetting them, then remove it"
+            ),
+        ));
+    }
+    let forgotten = app
+        .store
+        .delete_node(name, app.clock.now_millis(), forget_vms)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound(_) => ApiError::NotFound(format!("no node called {name:?}")),
+            StoreError::InUse(_) => ApiError::conflict(
+                None,
+                format!(
+                    "node {name:?} still has VMs or templates; delete them first (or, for a \
+                     host that is gone for good, remove it with --forget-vms while it is \
+                     offline)"
+                ),
+            ),
+            other => other.into(),
+        })?;
+    app.nodes.remove(name);
+    tracing::info!(node = %name, forgotten = forgotten.len(), "node removed");
+    Ok(forgotten)
 }
 
 /// Makes a template node `node` keeps available as template `request.name` (admins). It

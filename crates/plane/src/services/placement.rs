@@ -86,9 +86,8 @@ fn fullness(used: Resources, capacity: Capacity, overcommit: Overcommit) -> f64 
     .fold(0.0, f64::max)
 }
 
-/// The node a new VM with `wanted` resources goes to; with `kind`, only nodes whose driver
-/// is of that kind qualify (ISO installs run on the plane's own QEMU node for now).
-pub async fn choose(app: &App, wanted: Resources, kind: Option<&str>) -> Result<String, ApiError> {
+/// The node a new VM with `wanted` resources goes to.
+pub async fn choose(app: &App, wanted: Resources) -> Result<String, ApiError> {
     let mut load: HashMap<String, Resources> = HashMap::new();
     for vm in app.store.vms(None).await? {
         let used = load.entry(vm.node).or_insert(Resources {
@@ -103,9 +102,6 @@ pub async fn choose(app: &App, wanted: Resources, kind: Option<&str>) -> Result<
     let mut best: Option<(f64, String)> = None;
     let mut offline = Vec::new();
     for (name, driver) in app.nodes.all() {
-        if kind.is_some_and(|kind| driver.kind() != kind) {
-            continue;
-        }
         let Some(capacity) = driver.capacity() else {
             if driver.unavailable().is_some() {
                 offline.push(name);

@@ -208,19 +208,9 @@ async fn create_vm(
         (Some(kept), _) => kept,
         (None, Some(pinned)) => {
             placement::check_pinned(app, &pinned)?;
-            if iso_id.is_some() && app.nodes.get(&pinned)?.kind() != "qemu" {
-                return Err(ApiError::invalid(
-                    "node",
-                    "ISO installs run only on the built-in node for now",
-                ));
-            }
             pinned
         }
-        (None, None) => {
-            // ISO installs run on the plane's own QEMU node for now.
-            let kind = iso_id.is_some().then_some("qemu");
-            placement::choose(app, resources, kind).await?
-        }
+        (None, None) => placement::choose(app, resources).await?,
     };
     let guest = match template_id {
         Some(_) => Some(guest_setup(app, caller, &name, &request).await?),
