@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::enrol::PlaneLink;
+use crate::wire::Cached;
 use crate::wire::SHA256_HEADER;
 
 /// The cached files of one template.
@@ -46,6 +47,57 @@ impl TemplateCache {
             isos,
             plane,
             fetching: Mutex::default(),
+        }
+    }
+
+    /// The images cached now.
+    pub fn cached(&self) -> Cached {
+        let ids = |dir: &Path, suffix: &str| -> Vec<String> {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|entry| {
+                    let name = entry.file_name().into_string().ok()?;
+                    name.strip_suffix(suffix).map(str::to_owned)
+                })
+                .collect()
+        };
+        Cached {
+            templates: ids(&self.dir, "")
+                .iter()
+                .filter_map(|id| id.parse().ok())
+                .collect(),
+            isos: ids(&self.isos, ".iso")
+                .iter()
+                .filter_map(|id| id.parse().ok())
+                .collect(),
+        }
+    }
+
+    /// Removes template `id`'s cached files. The caller checks that no VM uses them.
+    pub async fn evict_template(&self, id: TemplateId) -> Result<(), DriverError> {
+        let lock = self.lock(format!("template {id}"));
+        let _held = lock.lock().await;
+        let dir = self.dir.join(id.to_string());
+        match tokio::fs::remove_dir_all(&dir).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(DriverError::io(format!("removing {}", dir.display()), e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes ISO `id`'s cached file. The caller checks that no VM uses it.
+    pub async fn evict_iso(&self, id: IsoId) -> Result<(), DriverError> {
+        let lock = self.lock(format!("iso {id}"));
+        let _held = lock.lock().await;
+        let path = self.isos.join(format!("{id}.iso"));
+        match tokio::fs::remove_file(&path).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(DriverError::io(format!("removing {}", path.display()), e))
+            }
+            _ => Ok(()),
         }
     }
 

@@ -72,13 +72,53 @@ struct Liveness {
     problem: Option<String>,
 }
 
+/// The TLS set-up calls to one agent go out with.
+#[derive(Debug, Clone)]
+struct Channel {
+    http: reqwest::Client,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl Channel {
+    /// Presenting `identity`, accepting only node `node`'s certificates whose serial is in
+    /// `serials`.
+    fn new(
+        node: &str,
+        ca: &rustls::pki_types::CertificateDer<'static>,
+        identity: &Identity,
+        serials: &Arc<RwLock<HashSet<String>>>,
+    ) -> Result<Channel, tls::TlsError> {
+        let allowed = Arc::clone(serials);
+        let check: PeerCheck = Arc::new(move |info: &CertInfo| {
+            if allowed
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&info.serial)
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "certificate {} is revoked or was never issued to this node",
+                    info.serial
+                ))
+            }
+        });
+        let config =
+            tls::client_config(ca, &pki::node_identity(node), Some(identity), Some(check))?;
+        Ok(Channel {
+            http: tls::http_client(config.clone(), CONNECT_TIMEOUT)?,
+            tls: Arc::new(config),
+        })
+    }
+}
+
 /// The plane's driver for one agent node.
 #[derive(Debug)]
 pub struct AgentDriver {
     node: String,
     address: RwLock<String>,
-    http: reqwest::Client,
-    tls: Arc<rustls::ClientConfig>,
+    ca: rustls::pki_types::CertificateDer<'static>,
+    channel: RwLock<Channel>,
     serials: Arc<RwLock<HashSet<String>>>,
     liveness: Mutex<Liveness>,
     findings: Mutex<Vec<String>>,
@@ -96,29 +136,12 @@ impl AgentDriver {
         serials: impl IntoIterator<Item = String>,
     ) -> Result<Arc<AgentDriver>, tls::TlsError> {
         let serials = Arc::new(RwLock::new(serials.into_iter().collect::<HashSet<_>>()));
-        let allowed = Arc::clone(&serials);
-        let check: PeerCheck = Arc::new(move |info: &CertInfo| {
-            if allowed
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&info.serial)
-            {
-                Ok(())
-            } else {
-                Err(format!(
-                    "certificate {} is revoked or was never issued to this node",
-                    info.serial
-                ))
-            }
-        });
-        let config =
-            tls::client_config(ca, &pki::node_identity(node), Some(identity), Some(check))?;
-        let http = tls::http_client(config.clone(), CONNECT_TIMEOUT)?;
+        let channel = Channel::new(node, ca, identity, &serials)?;
         Ok(Arc::new(AgentDriver {
             node: node.to_owned(),
             address: RwLock::new(address.trim_end_matches('/').to_owned()),
-            http,
-            tls: Arc::new(config),
+            ca: ca.clone(),
+            channel: RwLock::new(channel),
             serials,
             liveness: Mutex::new(Liveness {
                 online: false,
@@ -130,6 +153,28 @@ impl AgentDriver {
             }),
             findings: Mutex::default(),
         }))
+    }
+
+    /// Presents the plane's renewed `identity` from the next connection on.
+    pub fn set_identity(&self, identity: &Identity) -> Result<(), tls::TlsError> {
+        let channel = Channel::new(&self.node, &self.ca, identity, &self.serials)?;
+        *self.channel.write().unwrap_or_else(|e| e.into_inner()) = channel;
+        Ok(())
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.channel
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .http
+            .clone()
+    }
+
+    /// Asks the agent to drop its cached copy of an image the plane no longer keeps;
+    /// `kind` is `templates` or `isos`. The agent refuses while a VM there uses it.
+    pub async fn evict(&self, kind: &str, id: &str) -> Result<(), DriverError> {
+        self.call::<(), ()>(Method::DELETE, &format!("/v1/cache/{kind}/{id}"), None)
+            .await
     }
 
     /// Accepts the certificate with `serial` from now on (after a renewal).
@@ -239,7 +284,7 @@ impl AgentDriver {
         body: Option<&B>,
         timeout: Duration,
     ) -> Result<T, DriverError> {
-        let mut request = self.http.request(method, self.url(path)).timeout(timeout);
+        let mut request = self.http().request(method, self.url(path)).timeout(timeout);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -303,7 +348,8 @@ impl AgentDriver {
             .as_str()
             .into_client_request()
             .map_err(|e| failed(e.to_string()))?;
-        let connector = tokio_tungstenite::Connector::Rustls(Arc::clone(&self.tls));
+        let tls = Arc::clone(&self.channel.read().unwrap_or_else(|e| e.into_inner()).tls);
+        let connector = tokio_tungstenite::Connector::Rustls(tls);
         let connect =
             tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector));
         let (socket, response) = match tokio::time::timeout(CALL_TIMEOUT, connect).await {
@@ -397,7 +443,7 @@ impl Driver for AgentDriver {
     async fn create(&self, def: &VmDefinition, progress: &dyn Progress) -> Result<(), DriverError> {
         self.ensure_online()?;
         let response = self
-            .http
+            .http()
             .post(self.url("/v1/vms"))
             .json(def)
             .send()
@@ -505,7 +551,7 @@ impl Driver for AgentDriver {
     async fn console_output(&self, vm: VmId) -> Result<Vec<u8>, DriverError> {
         self.ensure_online()?;
         let response = self
-            .http
+            .http()
             .get(self.url(&format!("/v1/vms/{vm}/console-output")))
             .timeout(CALL_TIMEOUT)
             .send()

@@ -112,7 +112,7 @@ pub async fn run(
     };
     let (vms, templates, isos) = enrol::data_paths(&dir);
     let driver = QemuDriver::open(QemuConfig {
-        root: vms,
+        root: vms.clone(),
         qemu: options.qemu.clone(),
         accel,
     })
@@ -121,6 +121,7 @@ pub async fn run(
     let service = AgentService::new(
         Arc::new(driver),
         TemplateCache::new(templates, isos, Arc::clone(&link)),
+        vms,
     );
 
     let ca = pki::first_cert_der(&enrolment.ca_pem)?;

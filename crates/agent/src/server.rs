@@ -23,7 +23,7 @@ use porthole_core::driver::{
     BootMedia, ConsoleEndpoint, ConsoleKind, Driver, DriverError, Progress, SharedConsole,
     VmDefinition,
 };
-use porthole_core::{IsoId, Resources, SnapshotName, VmId};
+use porthole_core::{IsoId, Resources, SnapshotName, TemplateId, VmId};
 use serde::Deserialize;
 use std::path::PathBuf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,12 +46,44 @@ const CHUNK: usize = 64 * 1024;
 pub struct AgentService {
     driver: Arc<dyn Driver>,
     templates: TemplateCache,
+    vms: PathBuf,
 }
 
 impl AgentService {
-    /// The service for `driver`, fetching template images into `templates`.
-    pub fn new(driver: Arc<dyn Driver>, templates: TemplateCache) -> Arc<Self> {
-        Arc::new(Self { driver, templates })
+    /// The service for `driver`, whose VMs live in `vms`, fetching images into `templates`.
+    pub fn new(driver: Arc<dyn Driver>, templates: TemplateCache, vms: PathBuf) -> Arc<Self> {
+        Arc::new(Self {
+            driver,
+            templates,
+            vms,
+        })
+    }
+
+    /// A conflict if any VM on this host is one that `uses` an image.
+    fn refuse_if_used(
+        &self,
+        operation: &'static str,
+        uses: impl Fn(&VmDefinition) -> bool,
+    ) -> Result<(), Failed> {
+        let users = self.definitions().iter().filter(|def| uses(def)).count();
+        if users > 0 {
+            return Err(Failed(DriverError::Conflict {
+                operation,
+                reason: format!("{users} VMs on this host use the image"),
+            }));
+        }
+        Ok(())
+    }
+
+    /// The definitions of every VM on this host, read from their `vm.json`.
+    fn definitions(&self) -> Vec<VmDefinition> {
+        std::fs::read_dir(&self.vms)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| std::fs::read(entry.path().join("vm.json")).ok())
+            .filter_map(|json| serde_json::from_slice(&json).ok())
+            .collect()
     }
 }
 
@@ -67,6 +99,11 @@ pub fn router(service: Arc<AgentService>) -> Router {
         .route("/v1/vms/{id}/shutdown", post(shutdown))
         .route("/v1/vms/{id}/resources", post(resize))
         .route("/v1/vms/{id}/boot-media", post(boot_media))
+        .route(
+            "/v1/cache/templates/{id}",
+            axum::routing::delete(evict_template),
+        )
+        .route("/v1/cache/isos/{id}", axum::routing::delete(evict_iso))
         .route("/v1/vms/{id}/console-output", get(console_output))
         .route("/v1/vms/{id}/console/{kind}", get(console))
         .route(
@@ -115,6 +152,7 @@ async fn health(State(agent): Shared) -> Answer<Health> {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         capacity: agent.driver.capacity().unwrap_or_default(),
         inventory: agent.driver.inventory().await?,
+        cached: agent.templates.cached(),
     }))
 }
 
@@ -192,6 +230,26 @@ async fn snapshot_rollback(
     Path((id, name)): Path<(VmId, SnapshotName)>,
 ) -> Answer<()> {
     Ok(Json(agent.driver.snapshot_rollback(id, &name).await?))
+}
+
+/// Drops a cached template no VM on this host is layered on.
+async fn evict_template(State(agent): Shared, Path(id): Path<TemplateId>) -> Answer<()> {
+    agent.refuse_if_used(
+        "dropping a cached template",
+        |def| matches!(&def.boot, BootMedia::Template { id: used, .. } if *used == id),
+    )?;
+    Ok(Json(agent.templates.evict_template(id).await?))
+}
+
+/// Drops a cached ISO no VM on this host boots from or has in its drive.
+async fn evict_iso(State(agent): Shared, Path(id): Path<IsoId>) -> Answer<()> {
+    let name = format!("{id}.iso");
+    let uses = |path: &std::path::Path| path.file_name().is_some_and(|n| n == name.as_str());
+    agent.refuse_if_used("dropping a cached ISO", |def| {
+        matches!(&def.boot, BootMedia::Iso { path, .. } if uses(path))
+            || def.cdrom.as_deref().is_some_and(uses)
+    })?;
+    Ok(Json(agent.templates.evict_iso(id).await?))
 }
 
 /// Creates a VM, streaming [`CreateEvent`]s as JSON lines: progress while a template image

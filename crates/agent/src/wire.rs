@@ -27,6 +27,18 @@ pub struct Health {
     pub capacity: Capacity,
     /// Every VM the host has, with its power state.
     pub inventory: Vec<(VmId, PowerState)>,
+    /// The templates and ISOs the host has cached.
+    #[serde(default)]
+    pub cached: Cached,
+}
+
+/// The images an agent has cached.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Cached {
+    /// Template ids.
+    pub templates: Vec<porthole_core::TemplateId>,
+    /// ISO ids.
+    pub isos: Vec<porthole_core::IsoId>,
 }
 
 /// A line of the streamed answer to a create: progress, then how it ended.

@@ -251,6 +251,25 @@ async fn agents_on_two_hosts_run_vms_and_consoles_and_survive_losing_one() {
         cmdline.contains(&cached_iso.to_string_lossy().into_owned()),
         "{cmdline}"
     );
+    // Once the plane deletes the ISO, the host drops its copy too, but not while a VM on it
+    // still uses the image.
+    assert_eq!(
+        admin.delete_iso("installer").await.unwrap_err().status(),
+        Some(409)
+    );
+    let deleted = admin.delete_vm(created.vm.id).await.unwrap();
+    succeed(&admin, &deleted.job).await;
+    admin.delete_iso("installer").await.unwrap();
+    assert!(!cached_iso.exists(), "{}", cached_iso.display());
+    assert!(
+        agent_b
+            .data_dir
+            .join("templates")
+            .read_dir()
+            .unwrap()
+            .count()
+            == 1
+    );
 
     // Cut host-a off: it is marked offline within 10 s, its VMs are unknown, and actions on
     // them fail at once with 503.

@@ -17,8 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use porthole_agent::driver::{AgentDriver, Heartbeat};
 use porthole_agent::pki::{self, CertificateAuthority, PLANE_IDENTITY};
 use porthole_agent::tls::{CertSlot, Identity, PeerCertificate};
-use porthole_agent::wire::{Enrolled, HelloRequest, JoinRequest, RenewRequest};
+use porthole_agent::wire::{Cached, Enrolled, HelloRequest, JoinRequest, RenewRequest};
 use porthole_api::{CreateNodeRequest, Node};
+use porthole_core::driver::Driver;
 use porthole_core::{IsoId, TemplateId, VmId, VmState};
 use porthole_store::StoreError;
 use porthole_store::agents::{AgentCertificate, JoinRefusal};
@@ -30,9 +31,12 @@ use crate::error::{ApiError, chain};
 use crate::services::audit::{self, Actor, Target};
 use crate::services::auth::{random_secret, token_hash};
 
+/// How long an agent may take to drop a cached image.
+const EVICT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often each agent is asked how it is.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
-/// How long the plane's own certificate lives; a new one is made at every start.
+/// How long the plane's own certificate lives; a new one is made at every start, and again
+/// when two thirds of this have passed.
 const PLANE_CERT_TTL: Duration = Duration::from_secs(397 * 86_400);
 
 /// Agent settings of `porthole serve`.
@@ -61,8 +65,9 @@ impl Default for AgentSettings {
 pub struct PlanePki {
     /// Signs agents' certificates; its key is `ca.key` (mode 0600) in the data directory.
     pub ca: CertificateAuthority,
-    /// The plane's own key and certificate, presented to agents both ways.
-    pub identity: Identity,
+    /// The plane's own key and certificate, presented to agents both ways, and when it is
+    /// due for renewal.
+    current: std::sync::RwLock<(Identity, SystemTime)>,
     /// The same, for the agent listener.
     pub slot: Arc<CertSlot>,
 }
@@ -72,10 +77,58 @@ impl PlanePki {
     /// certificate.
     pub fn open(data_dir: &Path) -> anyhow::Result<PlanePki> {
         let ca = CertificateAuthority::load_or_create(data_dir)?;
-        let (issued, key_pem) = ca.issue(PLANE_IDENTITY, PLANE_CERT_TTL)?;
-        let identity = Identity::from_pem(&issued.cert_pem, &key_pem)?;
+        let (identity, due) = plane_certificate(&ca)?;
         let slot = CertSlot::new(&identity)?;
-        Ok(PlanePki { ca, identity, slot })
+        Ok(PlanePki {
+            ca,
+            current: std::sync::RwLock::new((identity, due)),
+            slot,
+        })
+    }
+
+    /// The plane's key and certificate now.
+    pub fn identity(&self) -> Identity {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
+    /// Gives the plane a new certificate if two thirds of the current one's life have
+    /// passed; returns the new identity if it did.
+    fn renew_if_due(&self) -> anyhow::Result<Option<Identity>> {
+        let due = self.current.read().unwrap_or_else(|e| e.into_inner()).1;
+        if SystemTime::now() < due {
+            return Ok(None);
+        }
+        let (identity, due) = plane_certificate(&self.ca)?;
+        self.slot.replace(&identity)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (identity.clone(), due);
+        Ok(Some(identity))
+    }
+}
+
+/// A new certificate for the plane, and when it is due for renewal.
+fn plane_certificate(ca: &CertificateAuthority) -> anyhow::Result<(Identity, SystemTime)> {
+    let (issued, key_pem) = ca.issue(PLANE_IDENTITY, PLANE_CERT_TTL)?;
+    let identity = Identity::from_pem(&issued.cert_pem, &key_pem)?;
+    Ok((identity, SystemTime::now() + PLANE_CERT_TTL * 2 / 3))
+}
+
+/// Renews the plane's certificate when it is due, and has every agent driver present it.
+fn renew_plane_certificate(app: &App) {
+    match app.pki.renew_if_due() {
+        Ok(None) => {}
+        Ok(Some(identity)) => {
+            for (node, driver) in app.nodes.agents() {
+                if let Err(e) = driver.set_identity(&identity) {
+                    tracing::error!(%node, error = %e, "cannot present the plane's new certificate");
+                }
+            }
+            tracing::info!("renewed the plane's certificate");
+        }
+        Err(e) => tracing::error!(error = %e, "cannot renew the plane's certificate"),
     }
 }
 
@@ -90,8 +143,14 @@ pub async fn driver(app: &App, name: &str, url: &str) -> Result<Arc<AgentDriver>
         .store
         .agent_serials(name, app.clock.now_millis())
         .await?;
-    AgentDriver::new(name, url, app.pki.ca.cert_der(), &app.pki.identity, serials)
-        .map_err(ApiError::internal)
+    AgentDriver::new(
+        name,
+        url,
+        app.pki.ca.cert_der(),
+        &app.pki.identity(),
+        serials,
+    )
+    .map_err(ApiError::internal)
 }
 
 /// Adds agent node `request.name` and returns it with its join token; for an agent node
@@ -258,6 +317,12 @@ pub async fn join(
         .next()
         .unwrap_or_default()
         .to_owned();
+    if crate::services::nodes::check_name(&node).is_err() {
+        // Not even shaped like a token: nothing worth a line in the audit log.
+        return Err(ApiError::Unauthorized(
+            "the join token is refused: it is not a join token of this plane".into(),
+        ));
+    }
     let result = join_node(app, &node, request).await;
     let actor = Actor {
         user: None,
@@ -391,6 +456,7 @@ pub async fn run(app: AppState, stop: CancellationToken) {
             _ = tick.tick() => {}
             () = stop.cancelled() => break,
         }
+        renew_plane_certificate(&app);
         beating.retain(|_, beat| !beat.is_finished());
         for (name, driver) in app.nodes.agents() {
             if beating.contains_key(&name) {
@@ -418,6 +484,7 @@ async fn beat(app: &App, node: &str, driver: &AgentDriver) {
     match driver.heartbeat().await {
         Heartbeat::CameOnline(health) => {
             tracing::info!(%node, "node answers");
+            sweep(app, node, driver, &health.cached).await;
             let findings = reconcile(app, node, &health.inventory).await;
             driver.set_findings(findings.clone());
             let detail = (!findings.is_empty()).then(|| findings.join("; "));
@@ -447,6 +514,41 @@ async fn beat(app: &App, node: &str, driver: &AgentDriver) {
             .await;
         }
         Heartbeat::Steady(_) | Heartbeat::StillOffline => {}
+    }
+}
+
+/// Has every online agent drop its cached copy of an image the plane just deleted; `kind`
+/// is `templates` or `isos`. Agents that are offline now are swept when they come back.
+pub async fn evict_everywhere(app: &App, kind: &str, id: &str) {
+    for (node, driver) in app.nodes.agents() {
+        if driver.unavailable().is_some() {
+            continue;
+        }
+        match tokio::time::timeout(EVICT_TIMEOUT, driver.evict(kind, id)).await {
+            Ok(Ok(())) => tracing::info!(%node, kind, id, "dropped a cached image"),
+            Ok(Err(e)) => {
+                tracing::warn!(%node, kind, id, error = %chain(&e), "cannot drop a cached image");
+            }
+            Err(_) => tracing::warn!(%node, kind, id, "no answer to dropping a cached image"),
+        }
+    }
+}
+
+/// Drops the images an agent caches that the plane no longer keeps.
+async fn sweep(app: &App, node: &str, driver: &AgentDriver, cached: &Cached) {
+    for id in &cached.templates {
+        if let Ok(None) = app.store.template(*id).await
+            && let Err(e) = driver.evict("templates", &id.to_string()).await
+        {
+            tracing::warn!(%node, template = %id, error = %chain(&e), "cannot drop a cached template");
+        }
+    }
+    for id in &cached.isos {
+        if let Ok(None) = app.store.iso(*id).await
+            && let Err(e) = driver.evict("isos", &id.to_string()).await
+        {
+            tracing::warn!(%node, iso = %id, error = %chain(&e), "cannot drop a cached ISO");
+        }
     }
 }
 
@@ -503,4 +605,22 @@ async fn reconcile(
         tracing::warn!(%node, "{finding}");
     }
     findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plane_renews_its_certificate_when_due_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = PlanePki::open(dir.path()).unwrap();
+        assert!(pki.renew_if_due().unwrap().is_none());
+        pki.current.write().unwrap().1 = UNIX_EPOCH;
+        assert!(pki.renew_if_due().unwrap().is_some());
+        assert!(pki.renew_if_due().unwrap().is_none());
+        // The CA stays the same: agents that pinned it keep trusting the plane.
+        let again = PlanePki::open(dir.path()).unwrap();
+        assert_eq!(again.ca.fingerprint(), pki.ca.fingerprint());
+    }
 }

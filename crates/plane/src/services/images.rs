@@ -31,6 +31,7 @@ use tokio::io::AsyncWriteExt;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::extract::Caller;
+use crate::services::agents;
 use crate::services::audit::{self, Target};
 use crate::services::auth::from_millis;
 
@@ -362,7 +363,9 @@ pub async fn delete_template(app: &App, name: &str) -> Result<(), ApiError> {
         return Ok(());
     }
     let dir = app.images.template_dir(template.id);
-    std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))
+    std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+    agents::evict_everywhere(app, "templates", &template.id.to_string()).await;
+    Ok(())
 }
 
 /// Removes an ISO no VM uses.
@@ -374,7 +377,9 @@ pub async fn delete_iso(app: &App, name: &str) -> Result<(), ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("no ISO named {name:?}")))?;
     app.store.delete_iso(iso.id).await?;
     let path = app.images.iso_path(iso.id);
-    std::fs::remove_file(&path).map_err(|e| io_error(&path, e))
+    std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+    agents::evict_everywhere(app, "isos", &iso.id.to_string()).await;
+    Ok(())
 }
 
 /// Imports the `demo` template from a guest built by `guest/build.sh`, unless it exists.
