@@ -52,27 +52,15 @@ impl TemplateCache {
 
     /// The images cached now.
     pub fn cached(&self) -> Cached {
-        let ids = |dir: &Path, suffix: &str| -> Vec<String> {
-            std::fs::read_dir(dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|entry| {
-                    let name = entry.file_name().into_string().ok()?;
-                    name.strip_suffix(suffix).map(str::to_owned)
-                })
-                .collect()
-        };
         Cached {
-            templates: ids(&self.dir, "")
-                .iter()
-                .filter_map(|id| id.parse().ok())
-                .collect(),
-            isos: ids(&self.isos, ".iso")
-                .iter()
-                .filter_map(|id| id.parse().ok())
-                .collect(),
+            templates: ids_in(&self.dir, ""),
+            isos: ids_in(&self.isos, ".iso"),
         }
+    }
+
+    /// Where ISO `id` is cached.
+    fn iso_path(&self, id: IsoId) -> PathBuf {
+        self.isos.join(format!("{id}.iso"))
     }
 
     /// Removes template `id`'s cached files. The caller checks that no VM uses them.
@@ -80,25 +68,15 @@ impl TemplateCache {
         let lock = self.lock(format!("template {id}"));
         let _held = lock.lock().await;
         let dir = self.dir.join(id.to_string());
-        match tokio::fs::remove_dir_all(&dir).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(DriverError::io(format!("removing {}", dir.display()), e))
-            }
-            _ => Ok(()),
-        }
+        gone(&dir, tokio::fs::remove_dir_all(&dir).await)
     }
 
     /// Removes ISO `id`'s cached file. The caller checks that no VM uses it.
     pub async fn evict_iso(&self, id: IsoId) -> Result<(), DriverError> {
         let lock = self.lock(format!("iso {id}"));
         let _held = lock.lock().await;
-        let path = self.isos.join(format!("{id}.iso"));
-        match tokio::fs::remove_file(&path).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(DriverError::io(format!("removing {}", path.display()), e))
-            }
-            _ => Ok(()),
-        }
+        let path = self.iso_path(id);
+        gone(&path, tokio::fs::remove_file(&path).await)
     }
 
     /// One download of `key` at a time; a second caller waits and finds it cached.
@@ -113,7 +91,7 @@ impl TemplateCache {
         id: IsoId,
         progress: &dyn Progress,
     ) -> Result<PathBuf, DriverError> {
-        let path = self.isos.join(format!("{id}.iso"));
+        let path = self.iso_path(id);
         if !path.exists() {
             let lock = self.lock(format!("iso {id}"));
             let _held = lock.lock().await;
@@ -237,5 +215,32 @@ impl TemplateCache {
             .map_err(|e| io("renaming", e))?;
         tracing::info!(image = %what, bytes = received, "image cached");
         Ok(())
+    }
+}
+
+/// The ids named by the entries of `dir` that end in `suffix`.
+fn ids_in<T: std::str::FromStr>(dir: &Path, suffix: &str) -> Vec<T> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            entry
+                .file_name()
+                .to_str()?
+                .strip_suffix(suffix)?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// The outcome of removing `path`: already gone counts as removed.
+fn gone(path: &Path, removed: std::io::Result<()>) -> Result<(), DriverError> {
+    match removed {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(DriverError::io(format!("removing {}", path.display()), e))
+        }
+        _ => Ok(()),
     }
 }

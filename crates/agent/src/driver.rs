@@ -288,11 +288,22 @@ impl AgentDriver {
         if let Some(body) = body {
             request = request.json(body);
         }
+        let response = self.send(request).await?;
+        response.json().await.map_err(|e| self.unreachable(&e))
+    }
+
+    /// Sends `request`: the response if it succeeded, else the agent's refusal as the
+    /// driver error it stands for.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, DriverError> {
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
         if response.status().is_success() {
-            return response.json().await.map_err(|e| self.unreachable(&e));
+            Ok(response)
+        } else {
+            Err(self.refusal(response).await)
         }
-        Err(self.refusal(response).await)
     }
 
     async fn call<T: DeserializeOwned, B: Serialize>(
@@ -306,13 +317,11 @@ impl AgentDriver {
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> DriverError {
-        let mut message = format!("node {}: {error}", self.node);
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            message.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        DriverError::Unreachable(message)
+        DriverError::Unreachable(format!(
+            "node {}: {}",
+            self.node,
+            porthole_core::error_chain(error)
+        ))
     }
 
     async fn refusal(&self, response: reqwest::Response) -> DriverError {
@@ -443,15 +452,8 @@ impl Driver for AgentDriver {
     async fn create(&self, def: &VmDefinition, progress: &dyn Progress) -> Result<(), DriverError> {
         self.ensure_online()?;
         let response = self
-            .http()
-            .post(self.url("/v1/vms"))
-            .json(def)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
-        if !response.status().is_success() {
-            return Err(self.refusal(response).await);
-        }
+            .send(self.http().post(self.url("/v1/vms")).json(def))
+            .await?;
         let mut body = response.bytes_stream();
         let mut pending = Vec::new();
         loop {
@@ -550,16 +552,10 @@ impl Driver for AgentDriver {
 
     async fn console_output(&self, vm: VmId) -> Result<Vec<u8>, DriverError> {
         self.ensure_online()?;
+        let path = format!("/v1/vms/{vm}/console-output");
         let response = self
-            .http()
-            .get(self.url(&format!("/v1/vms/{vm}/console-output")))
-            .timeout(CALL_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
-        if !response.status().is_success() {
-            return Err(self.refusal(response).await);
-        }
+            .send(self.http().get(self.url(&path)).timeout(CALL_TIMEOUT))
+            .await?;
         Ok(response
             .bytes()
             .await

@@ -340,7 +340,7 @@ async fn answer<T: serde::de::DeserializeOwned>(
             message: format!(
                 "it closed the connection after the TLS handshake ({}), as it does for a \
                  certificate it does not accept",
-                chain_of(&e)
+                porthole_core::error_chain(&e)
             ),
         },
         None => unreachable(e),
@@ -354,18 +354,6 @@ async fn answer<T: serde::de::DeserializeOwned>(
         .map(|r| r.error.message)
         .unwrap_or_else(|_| format!("{status}: {text}"));
     Err(EnrolError::Refused { what, message })
-}
-
-/// `error` with its causes, on one line.
-fn chain_of(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The TLS error in `error`'s causes, if the handshake itself failed: the other side

@@ -29,3 +29,19 @@ pub use snapshot::{Snapshot, SnapshotName};
 pub use spec::{Resources, SpecError, VmName};
 pub use state::{Action, IllegalTransition, VmState};
 pub use user::Role;
+
+/// An error and all its causes, on one line: `a: b: c`. A cause whose text already ends
+/// the line (an error that quotes its source) is not repeated.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

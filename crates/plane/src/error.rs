@@ -14,6 +14,9 @@ use porthole_core::state::IllegalTransition;
 use porthole_gateway::Rejection;
 use porthole_store::StoreError;
 
+/// An error and all its causes, on one line (shared with the drivers).
+pub use porthole_core::error_chain as chain;
+
 /// A failed request, as the client will see it.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -195,19 +198,4 @@ impl From<DriverError> for ApiError {
             other => ApiError::internal(other),
         }
     }
-}
-
-/// An error and all its causes, on one line: `a: b: c`.
-pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

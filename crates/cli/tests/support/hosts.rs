@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{in_netns, qemu_processes};
+use super::{porthole_in, qemu_processes};
 
 fn ip(args: &[&str]) {
     let output = Command::new("ip").args(args).output().unwrap();
@@ -127,25 +127,33 @@ impl Agent {
             .prefix("pa")
             .tempdir_in("/tmp")
             .unwrap();
-        let mut agent = Agent {
-            data_dir: temp.path().join("d"),
-            log: temp.path().join("agent.log"),
-            _temp: Some(temp),
-            child: None,
-            command: args.iter().map(|a| (*a).to_owned()).collect(),
-            netns: netns.map(str::to_owned),
-        };
-        agent.launch(&[]);
-        agent
+        let data_dir = temp.path().join("d");
+        Self::launched(
+            data_dir,
+            temp.path().join("agent.log"),
+            Some(temp),
+            netns,
+            args,
+        )
     }
 
     /// Starts an agent on an existing data directory (e.g. a copy of another's).
     pub fn start_in(data_dir: &Path, netns: Option<&str>, args: &[&str]) -> Agent {
         let log = data_dir.with_extension("log");
+        Self::launched(data_dir.to_owned(), log, None, netns, args)
+    }
+
+    fn launched(
+        data_dir: PathBuf,
+        log: PathBuf,
+        temp: Option<tempfile::TempDir>,
+        netns: Option<&str>,
+        args: &[&str],
+    ) -> Agent {
         let mut agent = Agent {
-            data_dir: data_dir.to_owned(),
+            data_dir,
             log,
-            _temp: None,
+            _temp: temp,
             child: None,
             command: args.iter().map(|a| (*a).to_owned()).collect(),
             netns: netns.map(str::to_owned),
@@ -168,11 +176,7 @@ impl Agent {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut command = match &self.netns {
-            Some(netns) => in_netns(netns),
-            None => Command::new(env!("CARGO_BIN_EXE_porthole")),
-        };
-        let child = command
+        let child = porthole_in(self.netns.as_deref())
             .args(["agent", "--accel", "tcg", "--data-dir"])
             .arg(&self.data_dir)
             .args(&self.command)

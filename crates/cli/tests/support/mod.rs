@@ -23,14 +23,19 @@ use porthole_core::{JobState, VmId};
 /// The admin password every test server starts with.
 pub const ADMIN_PASSWORD: &str = "test-admin-password";
 
-/// `porthole` run inside network namespace `netns` (`ip netns exec` execs it, so the
-/// child's pid is porthole's own).
-pub fn in_netns(netns: &str) -> Command {
-    let mut command = Command::new("ip");
-    command
-        .args(["netns", "exec", netns])
-        .arg(env!("CARGO_BIN_EXE_porthole"));
-    command
+/// `porthole`, run inside network namespace `netns` if given (`ip netns exec` execs it, so
+/// the child's pid is porthole's own).
+pub fn porthole_in(netns: Option<&str>) -> Command {
+    match netns {
+        Some(netns) => {
+            let mut command = Command::new("ip");
+            command
+                .args(["netns", "exec", netns])
+                .arg(env!("CARGO_BIN_EXE_porthole"));
+            command
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_porthole")),
+    }
 }
 
 /// Makes a small ISO in `dir` (genisoimage, one README) and imports it as `name` with the
@@ -138,13 +143,11 @@ impl Server {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let (mut command, listen) = match &self.netns {
-            Some((netns, ip)) => (in_netns(netns), format!("{ip}:0")),
-            None => (
-                Command::new(env!("CARGO_BIN_EXE_porthole")),
-                "127.0.0.1:0".to_owned(),
-            ),
+        let listen = match &self.netns {
+            Some((_, ip)) => format!("{ip}:0"),
+            None => "127.0.0.1:0".to_owned(),
         };
+        let mut command = porthole_in(self.netns.as_ref().map(|(netns, _)| netns.as_str()));
         let child = command
             .args([
                 "serve",

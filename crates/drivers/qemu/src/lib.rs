@@ -36,6 +36,7 @@ use porthole_core::driver::{
     BootMedia, BootOrder, Capacity, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PowerState,
     Progress, VmDefinition,
 };
+use porthole_core::error_chain as chain;
 use porthole_core::ids::VmId;
 use porthole_core::snapshot::{Snapshot, SnapshotName};
 use porthole_core::spec::Resources;
@@ -754,18 +755,6 @@ fn snapshot_error(operation: &'static str, error: SnapshotError) -> DriverError 
             message: chain(&other),
         },
     }
-}
-
-/// An error and its causes on one line: `a: b`.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Refuses a CD-ROM image that is not an existing file, so a VM is never left unable to

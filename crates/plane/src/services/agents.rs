@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{App, AppState};
 use crate::error::{ApiError, chain};
 use crate::services::audit::{self, Actor, Target};
-use crate::services::auth::{random_secret, token_hash};
+use crate::services::auth::{from_millis, random_secret, token_hash};
 
 /// How long an agent may take to drop a cached image.
 const EVICT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -204,15 +204,16 @@ pub async fn add(app: &App, request: &CreateNodeRequest) -> Result<Node, ApiErro
             app.store
                 .replace_join_token(&request.name, &hash, expires_at)
                 .await
-                .map_err(|_| {
-                    ApiError::conflict(
+                .map_err(|e| match e {
+                    StoreError::NotFound(_) => ApiError::conflict(
                         Some("name"),
                         format!(
                             "name: a node called {:?} exists already; to enrol its host again, \
                              remove it first",
                             request.name
                         ),
-                    )
+                    ),
+                    other => other.into(),
                 })?;
         }
         Err(other) => return Err(other.into()),
@@ -231,8 +232,7 @@ pub async fn add(app: &App, request: &CreateNodeRequest) -> Result<Node, ApiErro
 
 /// What a node waiting for its agent shows.
 pub fn waiting_detail(expires_at: i64) -> String {
-    let when = chrono::DateTime::from_timestamp_millis(expires_at)
-        .map_or_else(|| expires_at.to_string(), |t| t.to_rfc3339());
+    let when = from_millis(expires_at).to_rfc3339();
     format!("waiting for its agent to join; the join token expires at {when}")
 }
 

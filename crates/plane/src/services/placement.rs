@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use porthole_core::driver::Capacity;
-use porthole_core::{Resources, SpecError};
+use porthole_core::{Resources, SpecError, Usage};
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -57,7 +57,7 @@ impl Overcommit {
 }
 
 /// How full `capacity` would be with `used`, as the fraction of its fullest resource.
-fn fullness(used: Resources, capacity: Capacity, overcommit: Overcommit) -> f64 {
+fn fullness(used: Usage, capacity: Capacity, overcommit: Overcommit) -> f64 {
     let share = |used: f64, capacity: f64, ratio: f64| {
         if capacity <= 0.0 {
             f64::INFINITY
@@ -66,11 +66,7 @@ fn fullness(used: Resources, capacity: Capacity, overcommit: Overcommit) -> f64 
         }
     };
     [
-        share(
-            f64::from(used.cores),
-            f64::from(capacity.cores),
-            overcommit.cpu,
-        ),
+        share(used.cores as f64, f64::from(capacity.cores), overcommit.cpu),
         share(
             used.memory_mib as f64,
             capacity.memory_mib as f64,
@@ -88,16 +84,9 @@ fn fullness(used: Resources, capacity: Capacity, overcommit: Overcommit) -> f64 
 
 /// The node a new VM with `wanted` resources goes to.
 pub async fn choose(app: &App, wanted: Resources) -> Result<String, ApiError> {
-    let mut load: HashMap<String, Resources> = HashMap::new();
+    let mut load: HashMap<String, Usage> = HashMap::new();
     for vm in app.store.vms(None).await? {
-        let used = load.entry(vm.node).or_insert(Resources {
-            cores: 0,
-            memory_mib: 0,
-            disk_gib: 0,
-        });
-        used.cores += vm.resources.cores;
-        used.memory_mib += vm.resources.memory_mib;
-        used.disk_gib += vm.resources.disk_gib;
+        load.entry(vm.node).or_default().add(vm.resources, true);
     }
     let mut best: Option<(f64, String)> = None;
     let mut offline = Vec::new();
@@ -108,14 +97,8 @@ pub async fn choose(app: &App, wanted: Resources) -> Result<String, ApiError> {
             }
             continue;
         };
-        let mut used = load.get(&name).copied().unwrap_or(Resources {
-            cores: 0,
-            memory_mib: 0,
-            disk_gib: 0,
-        });
-        used.cores += wanted.cores;
-        used.memory_mib += wanted.memory_mib;
-        used.disk_gib += wanted.disk_gib;
+        let mut used = load.get(&name).copied().unwrap_or_default();
+        used.add(wanted, true);
         let full = fullness(used, capacity, app.config.overcommit);
         if best.as_ref().is_none_or(|(b, _)| full < *b) {
             best = Some((full, name));
@@ -171,7 +154,7 @@ mod tests {
             memory_mib: 8192,
             disk_gib: 100,
         };
-        let used = Resources {
+        let used = Usage {
             cores: 8,
             memory_mib: 2048,
             disk_gib: 10,
