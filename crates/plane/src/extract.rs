@@ -1,7 +1,8 @@
 //! Request extractors that fail with porthole's own errors.
 //!
 //! [`ApiJson`] names the offending field when a body does not parse. [`Caller`] turns a
-//! bearer token, or the web UI's session cookie, into the user behind it. A cookie is sent by
+//! bearer token, or the web UI's session cookie, into the user behind it. [`CsrfForm`] is a
+//! web form from a signed-in page whose CSRF token checks out. A cookie is sent by
 //! the browser on its own, so a request authenticated by one may change state only if its
 //! `Origin` is porthole's own ([`check_origin`]); bearer tokens are never ambient and need no
 //! such check.
@@ -12,14 +13,12 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, ORIGIN};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
-use porthole_core::Role;
-use porthole_store::users::UserRecord;
 use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
-use crate::controllers::csrf;
 use crate::error::ApiError;
-use crate::services::auth;
+use crate::services::caller::Caller;
+use crate::services::{csrf, tokens};
 
 /// Largest JSON body accepted. Uploads use multipart routes with their own limits.
 pub const MAX_JSON_BODY: usize = 1024 * 1024;
@@ -96,6 +95,10 @@ fn join_path(parent: &str, field: &str) -> String {
 
 /// The web UI's session cookie.
 pub const SESSION_COOKIE: &str = "porthole_session";
+/// The header scripts on porthole's pages send their CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The cookie that binds the login form against CSRF.
+pub const LOGIN_COOKIE: &str = "porthole_login";
 
 /// What the `Origin` header says about a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,33 +172,6 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .find_map(|(key, value)| (key == name).then_some(value))
 }
 
-/// The authenticated user making the request.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    /// Who they are.
-    pub user: UserRecord,
-    /// The hash of the token they presented, for logout.
-    pub token_hash: String,
-    /// Where the request came from.
-    pub remote: Option<SocketAddr>,
-}
-
-impl Caller {
-    /// Whether the caller is an admin.
-    pub fn is_admin(&self) -> bool {
-        self.user.role == Role::Admin
-    }
-
-    /// Fails unless the caller is an admin.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden("this needs the admin role".into()))
-        }
-    }
-}
-
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -214,7 +190,7 @@ impl FromRequestParts<AppState> for Caller {
                 .ok_or_else(|| {
                     ApiError::Unauthorized("the Authorization header must be `Bearer TOKEN`".into())
                 })?;
-            return authenticate(state, token, remote).await;
+            return tokens::authenticate(state, token, remote).await;
         }
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(ApiError::Unauthorized(
@@ -231,13 +207,13 @@ impl FromRequestParts<AppState> for Caller {
                 "a request signed in by cookie must come from porthole's own pages (Origin check failed)".into(),
             ));
         }
-        let caller = authenticate(state, token, remote).await?;
+        let caller = tokens::authenticate(state, token, remote).await?;
         // Scripts on porthole's pages send the page's CSRF token; web forms carry it in their
-        // body and are checked by their own extractor (controllers::csrf::CsrfForm).
+        // body and are checked by their own extractor ([`CsrfForm`]).
         if changes_state && parts.uri.path().starts_with("/api/") {
             let presented = parts
                 .headers
-                .get(csrf::HEADER)
+                .get(CSRF_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
             if !csrf::session_token_matches(state, &caller, presented) {
@@ -256,25 +232,42 @@ pub fn remote_addr(parts: &Parts) -> Option<SocketAddr> {
         .map(|info| info.0)
 }
 
-/// The user whose token is `token`.
-pub async fn authenticate(
-    state: &AppState,
-    token: &str,
-    remote: Option<SocketAddr>,
-) -> Result<Caller, ApiError> {
-    let token_hash = auth::token_hash(token);
-    let user = state
-        .store
-        .user_by_token(&token_hash, state.clock.now_millis())
-        .await?
-        .ok_or_else(|| {
-            ApiError::Unauthorized("the token is unknown or expired; log in again".into())
-        })?;
-    Ok(Caller {
-        user,
-        token_hash,
-        remote,
-    })
+/// A form posted by a signed-in user from one of porthole's pages: the user, and the
+/// fields, which must include a valid `csrf`.
+#[derive(Debug)]
+pub struct CsrfForm<T> {
+    /// Who posted it.
+    pub caller: Caller,
+    /// The form's other fields.
+    pub form: T,
+}
+
+/// The token field every form carries.
+#[derive(serde::Deserialize)]
+struct TokenField {
+    #[serde(default)]
+    csrf: String,
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let caller =
+            <Caller as FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await?;
+        let bytes = axum::body::Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|e| ApiError::malformed(None, format!("cannot read the form: {e}")))?;
+        let token: TokenField =
+            serde_urlencoded::from_bytes(&bytes).map_err(|_| csrf::refused())?;
+        if !csrf::session_token_matches(state, &caller, &token.csrf) {
+            return Err(csrf::refused());
+        }
+        let form = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|e| ApiError::malformed(None, format!("the form does not parse: {e}")))?;
+        Ok(CsrfForm { caller, form })
+    }
 }
 
 #[cfg(test)]

@@ -13,12 +13,20 @@
 //! told to stop.
 
 pub mod app;
+pub mod clock;
+pub mod config;
 mod controllers;
 pub mod error;
 pub mod extract;
+pub mod library;
+pub mod mail;
 pub mod openapi;
+pub mod pki;
+pub mod registry;
 pub mod router;
+pub mod secrets;
 pub mod services;
+pub mod throttle;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,19 +43,19 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use app::{AccelSetting, ConsoleSettings, PlaneConfig, PortalSettings};
-use app::{App, AppState, Clock, ConsoleState, FileClock, Nodes, SystemClock};
+use app::{App, AppState, ConsoleState};
+use clock::{Clock, FileClock, SystemClock};
+pub use config::{
+    AccelSetting, AccessorSettings, AgentSettings, ConsoleSettings, ExpirySettings, Overcommit,
+    PlaneConfig, PortalSettings, Trust, check_url,
+};
 use error::chain;
+use mail::Mailer;
 use porthole_gateway::GatewayMetrics;
 use prometheus_client::registry::Registry;
-pub use services::accessor::AccessorSettings;
-pub use services::agents::AgentSettings;
-pub use services::expiry::ExpirySettings;
-use services::mail::Mailer;
+use registry::NodeRegistry;
+use secrets::SecretBox;
 use services::nodes;
-pub use services::nodes::{Trust, check_url};
-pub use services::placement::Overcommit;
-use services::secrets::SecretBox;
 use services::{agents, auth, expiry, images, jobs, reconcile};
 
 /// A plane that is open and ready to serve.
@@ -119,9 +127,9 @@ impl Plane {
             tracing::info!("--no-local-node: this host runs no VMs; agents do");
             None
         };
-        let pki = agents::PlanePki::open(&data_dir)
+        let pki = pki::PlanePki::open(&data_dir)
             .map_err(|e| anyhow::anyhow!("opening the agents' certificate authority: {e}"))?;
-        let images = images::ImageLibrary::open(&data_dir).context("opening the image library")?;
+        let images = library::ImageLibrary::open(&data_dir).context("opening the image library")?;
         let secrets = SecretBox::open(&data_dir.join("secret.key"))?;
         let gateway_metrics = Arc::new(GatewayMetrics::default());
         let mut metrics = Registry::default();
@@ -145,7 +153,7 @@ impl Plane {
         let app = AppState(Arc::new(App {
             config,
             store,
-            nodes: Nodes::local(local),
+            nodes: NodeRegistry::local(local),
             images,
             clock,
             accel,

@@ -1,16 +1,23 @@
 //! The OpenAPI document, generated from the handlers' annotations and the wire types.
 //! A snapshot test keeps every change to it visible in review.
 
+use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::controllers::{consoles, health, images, jobs, nodes, proxmox, session, users, vms};
 
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "ops", responses((status = 200, description = "The OpenAPI document")))]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(document())
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "porthole", description = "Self-service virtual machines and their consoles."),
     paths(
-        health::healthz, health::metrics, health::openapi,
+        health::healthz, health::metrics, openapi,
         session::login, session::logout,
         users::me, users::list, users::create, users::show, users::update, users::set_limits,
         users::groups, users::create_group, users::delete_group, users::set_group_limits,

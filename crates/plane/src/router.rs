@@ -6,18 +6,20 @@ use axum::routing::{delete, get, post, put};
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
+use crate::controllers::web::{admin, assets, login, portal};
 use crate::controllers::{
-    admin, assets, consoles, health, images, jobs, nodes, portal, proxmox, session, users, vms, web,
+    consoles, health, images, jobs, nodes, proxmox, session, users, vms, web,
 };
 use crate::error::ApiError;
 use crate::extract::MAX_JSON_BODY;
+use crate::openapi;
 
 /// The plane's HTTP routes.
 pub fn router(app: AppState) -> Router {
     let api = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
-        .route("/api/v1/openapi.json", get(health::openapi))
+        .route("/api/v1/openapi.json", get(openapi::openapi))
         .route("/api/v1/login", post(session::login))
         .route("/api/v1/logout", post(session::logout))
         .route("/api/v1/users", get(users::list).post(users::create))
@@ -118,12 +120,15 @@ pub fn router(app: AppState) -> Router {
             get(consoles::proxmox_socket),
         );
     let pages = Router::new()
-        .route("/", get(web::root))
-        .route("/login", get(web::login_page).post(web::login))
-        .route("/logout", post(web::logout))
+        .route("/", get(login::root))
+        .route("/login", get(login::login_page).post(login::login))
+        .route("/logout", post(login::logout))
         .route("/vms", get(portal::home))
-        .route("/proxmox", get(proxmox::home))
-        .route("/proxmox/{vmid}/console/{kind}", get(proxmox::console))
+        .route("/proxmox", get(web::consoles::proxmox_home))
+        .route(
+            "/proxmox/{vmid}/console/{kind}",
+            get(web::consoles::proxmox_console),
+        )
         .route("/vms/new", get(portal::new_vm).post(portal::create))
         .route("/vms/{id}", get(portal::vm))
         .route("/vms/{id}/action", post(portal::action))
@@ -158,10 +163,10 @@ pub fn router(app: AppState) -> Router {
         .route("/admin/images", get(admin::images_page))
         .route("/admin/{kind}/{name}/approve", post(admin::approve))
         .route("/admin/audit", get(admin::audit))
-        .route("/vms/{id}/console/{kind}", get(web::vm_console))
+        .route("/vms/{id}/console/{kind}", get(web::consoles::vm_console))
         .route(
             "/external-consoles/{id}/console/{kind}",
-            get(web::external_console),
+            get(web::consoles::external_console),
         )
         .route("/assets/{*path}", get(assets::asset));
     let uploads = Router::new()

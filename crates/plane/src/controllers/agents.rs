@@ -30,7 +30,7 @@ pub fn router(app: AppState) -> Router {
 async fn ca(State(app): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/x-pem-file")],
-        app.pki.ca.cert_pem().to_owned(),
+        agents::ca_pem(&app),
     )
 }
 

@@ -17,23 +17,22 @@ use porthole_api::{
     ConsoleSession, ConsoleTicket, ConsoleTicketRequest, CreateExternalConsoleRequest, ErrorBody,
     ExternalConsole,
 };
-use porthole_core::{ConsoleKind, ExternalConsoleId};
+use porthole_core::ConsoleKind;
 use porthole_gateway::{Frame, Framing, Rejection, TransportError};
 use porthole_store::consoles::{ConsoleTarget, parse_console_kind};
 use serde::Deserialize;
 
 use crate::app::AppState;
-use crate::controllers::proxmox::parse_vmid;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller, OriginCheck, check_origin};
-use crate::services::audit::{self, Target};
-use crate::services::consoles::{self, Admission, Refusal, external_to_wire, session_to_wire};
+use crate::extract::{ApiJson, OriginCheck, check_origin};
+use crate::services::accessor::parse_vmid;
+use crate::services::caller::Caller;
+use crate::services::consoles::external::{self, parse_id as parse_external_id};
+use crate::services::consoles::{sessions, tickets};
 use crate::services::vms::parse_vm_id;
 
 /// Largest WebSocket message a client may send.
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
-/// How many session records the audit list shows.
-const RECENT_SESSIONS: u32 = 200;
 
 /// A single-use ticket for a VM's console.
 #[utoipa::path(post, path = "/api/v1/vms/{id}/console", tag = "consoles", security(("bearer" = [])),
@@ -47,7 +46,7 @@ pub async fn vm_ticket(
     Path(id): Path<String>,
     ApiJson(request): ApiJson<ConsoleTicketRequest>,
 ) -> Result<Json<ConsoleTicket>, ApiError> {
-    consoles::mint_vm_ticket(&app, &caller, parse_vm_id(&id)?, request.kind)
+    tickets::mint_vm_ticket(&app, &caller, parse_vm_id(&id)?, request.kind)
         .await
         .map(Json)
 }
@@ -65,7 +64,7 @@ pub async fn external_ticket(
     Path(id): Path<String>,
     ApiJson(request): ApiJson<ConsoleTicketRequest>,
 ) -> Result<Json<ConsoleTicket>, ApiError> {
-    consoles::mint_external_ticket(&app, &caller, parse_external_id(&id)?, request.kind)
+    tickets::mint_external_ticket(&app, &caller, parse_external_id(&id)?, request.kind)
         .await
         .map(Json)
 }
@@ -156,14 +155,9 @@ async fn accept(
     remote: SocketAddr,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let rejected = |reason: Rejection| {
-        app.consoles.metrics.reject(reason);
-        tracing::info!(reason = reason.as_str(), from = %remote, "console connection refused");
-        ApiError::ConsoleRejected(reason)
-    };
     if let OriginCheck::Foreign(origin) = check_origin(app.config.public_url.as_deref(), headers) {
         tracing::info!(%origin, "console connection from a foreign origin");
-        return Err(rejected(Rejection::ForeignOrigin));
+        return Err(sessions::rejected(&app, Rejection::ForeignOrigin, remote));
     }
     let kind = parse_console_kind(kind).ok_or_else(|| {
         ApiError::NotFound(format!("no console kind {kind:?}; use vnc or serial"))
@@ -184,24 +178,8 @@ async fn accept(
             ));
         }
     };
-    let admission = match query.ticket.as_deref().filter(|t| !t.is_empty()) {
-        Some(ticket) => match consoles::redeem(&app, ticket, target, kind).await {
-            Ok(redeemed) => match app.consoles.limiter.try_acquire(&redeemed.user.id) {
-                Some(slot) => Admission::Redeemed(Box::new(redeemed), slot),
-                None => return Err(rejected(Rejection::TooManySessions)),
-            },
-            Err(Refusal::Rejected(reason)) => return Err(rejected(reason)),
-            Err(Refusal::Unavailable(why)) => {
-                return Err(ApiError::conflict(
-                    None,
-                    format!("console unavailable: {why}"),
-                ));
-            }
-            Err(Refusal::Internal(e)) => return Err(e),
-        },
-        None if framing == Framing::Termproxy => Admission::LoginLine(target, kind),
-        None => return Err(rejected(Rejection::Missing)),
-    };
+    let admission =
+        sessions::admit(&app, query.ticket.as_deref(), target, kind, framing, remote).await?;
     let upgrade = upgrade
         .protocols(["binary"])
         .max_message_size(MAX_CLIENT_MESSAGE)
@@ -209,7 +187,7 @@ async fn accept(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0);
     Ok(upgrade.on_upgrade(move |socket| async move {
-        consoles::run_session(&app, frames(socket), admission, framing, remote).await;
+        sessions::run_session(&app, frames(socket), admission, framing, remote).await;
     }))
 }
 
@@ -250,11 +228,6 @@ fn frames(
         })
 }
 
-fn parse_external_id(text: &str) -> Result<ExternalConsoleId, ApiError> {
-    text.parse()
-        .map_err(|_| ApiError::NotFound(format!("no external console has the id {text:?}")))
-}
-
 /// External consoles: all of them for admins, the granted ones for members.
 #[utoipa::path(get, path = "/api/v1/external-consoles", tag = "consoles", security(("bearer" = [])),
     responses((status = 200, body = Vec<ExternalConsole>)))]
@@ -262,15 +235,7 @@ pub async fn list_external(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<ExternalConsole>>, ApiError> {
-    let user = (!caller.is_admin()).then_some(caller.user.id);
-    Ok(Json(
-        app.store
-            .external_consoles(user)
-            .await?
-            .iter()
-            .map(external_to_wire)
-            .collect(),
-    ))
+    external::list(&app, &caller).await.map(Json)
 }
 
 /// Registers a console that is not a porthole VM (admins only).
@@ -283,27 +248,7 @@ pub async fn create_external(
     caller: Caller,
     ApiJson(request): ApiJson<CreateExternalConsoleRequest>,
 ) -> Result<(StatusCode, Json<ExternalConsole>), ApiError> {
-    caller.require_admin()?;
-    let name = request.name.clone();
-    let result = consoles::create_external(&app, request).await;
-    let target = result.as_ref().map_or(
-        Target {
-            kind: "external_console",
-            id: None,
-            name: Some(name),
-        },
-        |c| Target::new("external_console", c.id, &c.name),
-    );
-    let console = audit::recorded(
-        &app,
-        (&caller).into(),
-        "external_console.create",
-        Some(target),
-        None,
-        result,
-    )
-    .await?;
-    tracing::info!(console = %console.name, by = %caller.user.username, "external console registered");
+    let console = external::create(&app, &caller, request).await?;
     Ok((StatusCode::CREATED, Json(console)))
 }
 
@@ -316,19 +261,7 @@ pub async fn delete_external(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require_admin()?;
-    let id = parse_external_id(&id)?;
-    let result = app.store.delete_external_console(id).await;
-    let target = Target::new("external_console", id, "");
-    audit::recorded(
-        &app,
-        (&caller).into(),
-        "external_console.delete",
-        Some(target),
-        None,
-        result,
-    )
-    .await?;
+    external::delete(&app, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -343,21 +276,7 @@ pub async fn grant(
     caller: Caller,
     Path((id, username)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (console, user) = grant_parts(&app, &caller, &id, &username).await?;
-    let result = app
-        .store
-        .grant_external_console(console, user, app.clock.now_millis())
-        .await;
-    let target = Target::new("external_console", console, "");
-    audit::recorded(
-        &app,
-        (&caller).into(),
-        "external_console.grant",
-        Some(target),
-        Some(username),
-        result,
-    )
-    .await?;
+    external::set_grant(&app, &caller, &id, &username, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -372,39 +291,8 @@ pub async fn revoke(
     caller: Caller,
     Path((id, username)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (console, user) = grant_parts(&app, &caller, &id, &username).await?;
-    let result = app.store.revoke_external_console(console, user).await;
-    let target = Target::new("external_console", console, "");
-    audit::recorded(
-        &app,
-        (&caller).into(),
-        "external_console.revoke",
-        Some(target),
-        Some(username),
-        result,
-    )
-    .await?;
+    external::set_grant(&app, &caller, &id, &username, false).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn grant_parts(
-    app: &AppState,
-    caller: &Caller,
-    id: &str,
-    username: &str,
-) -> Result<(ExternalConsoleId, porthole_core::UserId), ApiError> {
-    caller.require_admin()?;
-    let id = parse_external_id(id)?;
-    app.store
-        .external_console(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no external console {id}")))?;
-    let user = app
-        .store
-        .user_by_name(username)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no user {username:?}")))?;
-    Ok((id, user.id))
 }
 
 /// The audit records of recent console sessions (admins only).
@@ -414,15 +302,7 @@ pub async fn sessions(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<ConsoleSession>>, ApiError> {
-    caller.require_admin()?;
-    Ok(Json(
-        app.store
-            .console_sessions(RECENT_SESSIONS)
-            .await?
-            .iter()
-            .map(session_to_wire)
-            .collect(),
-    ))
+    sessions::recent(&app, &caller).await.map(Json)
 }
 
 #[cfg(test)]
@@ -433,7 +313,7 @@ mod tests {
     fn the_ws_paths_route_here() {
         let vm = porthole_core::VmId::random();
         assert_eq!(
-            consoles::ws_path(ConsoleTarget::Vm(vm), ConsoleKind::Serial),
+            crate::services::consoles::ws_path(ConsoleTarget::Vm(vm), ConsoleKind::Serial),
             format!("/api/v1/vms/{vm}/console/serial/ws")
         );
     }

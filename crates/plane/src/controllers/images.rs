@@ -8,9 +8,10 @@ use porthole_api::{ApproveImageRequest, ErrorBody, Iso, Template};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller};
-use crate::services::audit::{self, Target};
-use crate::services::images::{self, StagedFile, TemplateUpload, iso_to_wire, template_to_wire};
+use crate::extract::ApiJson;
+use crate::library::{StagedFile, Staging};
+use crate::services::caller::Caller;
+use crate::services::images::{self, IsoUpload, TemplateUpload};
 
 /// Longest text field accepted in an upload form.
 const MAX_TEXT_FIELD: usize = 4096;
@@ -22,15 +23,7 @@ pub async fn list_templates(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<Template>>, ApiError> {
-    Ok(Json(
-        app.store
-            .templates()
-            .await?
-            .iter()
-            .filter(|t| t.approved || caller.is_admin())
-            .map(template_to_wire)
-            .collect(),
-    ))
+    images::templates(&app, &caller).await.map(Json)
 }
 
 /// Approves a template for members, or withdraws it (admins).
@@ -77,29 +70,23 @@ pub async fn import_template(
     caller: Caller,
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<Template>), ApiError> {
-    caller.require_admin()?;
-    let result = refuse_after_draining(receive_template(&app, &mut form).await, form).await;
-    let target = result
-        .as_ref()
-        .ok()
-        .map(|t| Target::new("template", t.id, &t.name));
-    let created = audit::recorded(
-        &app,
-        (&caller).into(),
-        "template.import",
-        target,
-        None,
-        result,
-    )
-    .await?;
+    let staging = images::begin_upload(&app, &caller)?;
+    let received =
+        refuse_after_draining(receive_template(&app, staging, &mut form).await, form).await;
+    let created = images::import_template(&app, &caller, received).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-async fn receive_template(app: &AppState, form: &mut Multipart) -> Result<Template, ApiError> {
+/// Reads the template's parts into `staging`; the name is checked as soon as it arrives.
+async fn receive_template(
+    app: &AppState,
+    staging: Staging,
+    form: &mut Multipart,
+) -> Result<TemplateUpload, ApiError> {
     let mut upload = TemplateUpload {
         name: None,
         cmdline: None,
-        staging: app.images.stage()?,
+        staging,
         disk: None,
         kernel: None,
         initrd: None,
@@ -118,7 +105,7 @@ async fn receive_template(app: &AppState, form: &mut Multipart) -> Result<Templa
             other => return Err(unknown_part(other, "name, disk, kernel, initrd, cmdline")),
         }
     }
-    images::finish_template_import(app, upload).await
+    Ok(upload)
 }
 
 /// Most of a refused upload read (and dropped) before answering, so the client, still
@@ -166,22 +153,7 @@ pub async fn delete_template(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require_admin()?;
-    let result = images::delete_template(&app, &name).await;
-    let target = Target {
-        kind: "template",
-        id: None,
-        name: Some(name),
-    };
-    audit::recorded(
-        &app,
-        (&caller).into(),
-        "template.delete",
-        Some(target),
-        None,
-        result,
-    )
-    .await?;
+    images::delete_template(&app, &caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -192,15 +164,7 @@ pub async fn list_isos(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<Iso>>, ApiError> {
-    Ok(Json(
-        app.store
-            .isos()
-            .await?
-            .iter()
-            .filter(|iso| iso.approved || caller.is_admin())
-            .map(iso_to_wire)
-            .collect(),
-    ))
+    images::isos(&app, &caller).await.map(Json)
 }
 
 /// Imports an installer ISO (admins only): a `multipart/form-data` body with the parts
@@ -214,19 +178,18 @@ pub async fn import_iso(
     caller: Caller,
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<Iso>), ApiError> {
-    caller.require_admin()?;
-    let result = refuse_after_draining(receive_iso(&app, &mut form).await, form).await;
-    let target = result
-        .as_ref()
-        .ok()
-        .map(|i| Target::new("iso", i.id, &i.name));
-    let created =
-        audit::recorded(&app, (&caller).into(), "iso.import", target, None, result).await?;
+    let staging = images::begin_upload(&app, &caller)?;
+    let received = refuse_after_draining(receive_iso(&app, staging, &mut form).await, form).await;
+    let created = images::import_iso(&app, &caller, received).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-async fn receive_iso(app: &AppState, form: &mut Multipart) -> Result<Iso, ApiError> {
-    let mut staging = app.images.stage()?;
+/// Reads the ISO's parts into `staging`; the name is checked as soon as it arrives.
+async fn receive_iso(
+    app: &AppState,
+    mut staging: Staging,
+    form: &mut Multipart,
+) -> Result<IsoUpload, ApiError> {
     let (mut name, mut iso) = (None, None);
     while let Some(field) = next_field(form).await? {
         match field.name().unwrap_or_default() {
@@ -239,7 +202,7 @@ async fn receive_iso(app: &AppState, form: &mut Multipart) -> Result<Iso, ApiErr
             other => return Err(unknown_part(other, "name, iso")),
         }
     }
-    images::finish_iso_import(app, name, staging, iso).await
+    Ok(IsoUpload { name, staging, iso })
 }
 
 /// Removes an ISO no VM uses (admins only).
@@ -251,22 +214,7 @@ pub async fn delete_iso(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require_admin()?;
-    let result = images::delete_iso(&app, &name).await;
-    let target = Target {
-        kind: "iso",
-        id: None,
-        name: Some(name),
-    };
-    audit::recorded(
-        &app,
-        (&caller).into(),
-        "iso.delete",
-        Some(target),
-        None,
-        result,
-    )
-    .await?;
+    images::delete_iso(&app, &caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -7,7 +7,8 @@ use porthole_api::{CreateNodeRequest, ErrorBody, LinkTemplateRequest, Node, Temp
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller};
+use crate::extract::ApiJson;
+use crate::services::caller::Caller;
 use crate::services::nodes;
 
 /// Every node, each checked now (admins).

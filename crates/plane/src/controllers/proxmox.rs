@@ -1,26 +1,16 @@
-//! Accessor mode's routes: the Proxmox VMs a user may see, and their console tickets and
-//! pages. Proxmox VE's permissions decide; see [`crate::services::accessor`].
+//! Accessor mode's API: the Proxmox VMs a user may see, and their console tickets (the
+//! pages are in [`web::consoles`](crate::controllers::web::consoles)). Proxmox VE's permissions decide; see [`crate::services::accessor`].
 
-use askama::Template;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
 use porthole_api::{ConsoleTicket, ConsoleTicketRequest, ErrorBody, ProxmoxVm};
 
 use crate::app::AppState;
-use crate::controllers::web::{Chrome, WebUser, console_page, page};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller};
-use crate::services::accessor;
-
-/// A VMID from a path.
-pub(crate) fn parse_vmid(text: &str) -> Result<u32, ApiError> {
-    text.parse()
-        .ok()
-        .filter(|id| (100..=999_999_999).contains(id))
-        .ok_or_else(|| ApiError::NotFound(format!("{text:?} is not a Proxmox VMID")))
-}
+use crate::extract::ApiJson;
+use crate::services::accessor::{self, parse_vmid};
+use crate::services::caller::Caller;
+use crate::services::consoles::tickets;
 
 /// The Proxmox VMs the caller's Proxmox permissions show (VM.Audit), with whether they may
 /// open each one's consoles (VM.Console). Accessor mode only.
@@ -46,46 +36,7 @@ pub async fn ticket(
     Path(vmid): Path<String>,
     ApiJson(request): ApiJson<ConsoleTicketRequest>,
 ) -> Result<Json<ConsoleTicket>, ApiError> {
-    accessor::mint_ticket(&app, &caller, parse_vmid(&vmid)?, request.kind)
+    tickets::mint_proxmox_ticket(&app, &caller, parse_vmid(&vmid)?, request.kind)
         .await
         .map(Json)
-}
-
-#[derive(Template)]
-#[template(path = "proxmox.html")]
-struct ProxmoxPage {
-    chrome: Chrome,
-    vms: Vec<ProxmoxVm>,
-}
-
-/// `GET /proxmox`: the user's Proxmox VMs.
-pub async fn home(
-    State(app): State<AppState>,
-    WebUser(caller): WebUser,
-) -> Result<Response, ApiError> {
-    let vms = accessor::vms(&app, &caller).await?;
-    Ok(page(
-        StatusCode::OK,
-        &ProxmoxPage {
-            chrome: Chrome::signed_in(&app, &caller),
-            vms,
-        },
-    ))
-}
-
-/// `GET /proxmox/{vmid}/console/{kind}`: the noVNC or xterm.js page.
-pub async fn console(
-    State(app): State<AppState>,
-    WebUser(caller): WebUser,
-    Path((vmid, kind)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let vmid = parse_vmid(&vmid)?;
-    let pve = accessor::session_client(&app, &caller.token_hash).await?;
-    let vm = accessor::console_target(&pve, vmid).await?;
-    console_page(
-        &kind,
-        Chrome::signed_in(&app, &caller),
-        vm.name.unwrap_or_else(|| format!("VM {vmid}")),
-        format!("/api/v1/proxmox/vms/{vmid}/console"),
-    )
 }

@@ -9,8 +9,9 @@ use porthole_api::{ErrorBody, LoginRequest, LoginResponse};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller};
-use crate::services::auth;
+use crate::extract::ApiJson;
+use crate::services::caller::Caller;
+use crate::services::{auth, tokens};
 
 /// Exchanges a username and password for a bearer token.
 #[utoipa::path(post, path = "/api/v1/login", tag = "auth", request_body = LoginRequest,
@@ -26,7 +27,7 @@ pub async fn login(
         &request.username,
         &request.password,
         request.realm.as_deref(),
-        auth::TokenPurpose::Api,
+        tokens::TokenPurpose::Api,
         Some(remote),
     )
     .await

@@ -12,8 +12,9 @@ use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller};
-use crate::services::audit::{self, Target};
+use crate::extract::ApiJson;
+use crate::services::audit;
+use crate::services::caller::Caller;
 use crate::services::{auth, ssh_keys, users};
 
 /// The caller's own account, with their limits and usage.
@@ -43,27 +44,7 @@ pub async fn create(
     caller: Caller,
     ApiJson(request): ApiJson<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
-    caller.require_admin()?;
-    let name = request.username.clone();
-    let role = request.role;
-    let result = auth::create_user(&app, request).await;
-    let target = result.as_ref().map_or(
-        Target {
-            kind: "user",
-            id: None,
-            name: Some(name),
-        },
-        |u| Target::new("user", u.id, &u.username),
-    );
-    let created = audit::recorded(
-        &app,
-        (&caller).into(),
-        "user.create",
-        Some(target),
-        Some(format!("role={}", role.as_str())),
-        result,
-    )
-    .await?;
+    let created = users::create(&app, &caller, request).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -222,19 +203,10 @@ pub async fn audit_log(
     caller: Caller,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
-    caller.require_admin()?;
     let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            format!("must be 1 to 1000, got {limit}"),
-        ));
-    }
-    let records = app
-        .store
-        .audit_log(query.before, query.actor.as_deref(), limit)
-        .await?;
-    Ok(Json(records.iter().map(audit::to_wire).collect()))
+    audit::log(&app, &caller, query.before, query.actor.as_deref(), limit)
+        .await
+        .map(Json)
 }
 
 /// The SSH keys on the caller's profile, put into the VMs they create from templates.

@@ -12,8 +12,9 @@ use porthole_core::Action;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller};
-use crate::services::vms::{self, parse_action, parse_vm_id, vm_to_wire};
+use crate::extract::ApiJson;
+use crate::services::caller::Caller;
+use crate::services::vms::{self, parse_action, parse_vm_id};
 
 /// The caller's VMs; every VM for an admin.
 #[utoipa::path(get, path = "/api/v1/vms", tag = "vms", security(("bearer" = [])),
@@ -45,8 +46,7 @@ pub async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Vm>, ApiError> {
-    let vm = vms::visible_vm(&app, &caller, parse_vm_id(&id)?).await?;
-    Ok(Json(vm_to_wire(&vm)))
+    vms::show(&app, &caller, parse_vm_id(&id)?).await.map(Json)
 }
 
 /// Changes cores, memory or disk size.

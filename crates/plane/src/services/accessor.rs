@@ -13,40 +13,27 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use porthole_api::{ConsoleTicket, LoginResponse, ProxmoxVm};
-use porthole_core::{ConsoleKind, Role, UserId};
+use porthole_api::{LoginResponse, ProxmoxVm};
+use porthole_core::{Role, UserId};
 use porthole_proxmox::types::ClusterVm;
 use porthole_proxmox::{
     Client, ClientBuilder, Credentials, Error as PveError, PasswordLogin, Secret, Ticket,
 };
-use porthole_store::consoles::ConsoleTarget;
 use porthole_store::upstream::UpstreamSession;
 use porthole_store::users::UserRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
+use crate::config::AccessorSettings;
 use crate::error::{ApiError, chain};
-use crate::extract::Caller;
-use crate::services::audit::{self, Actor, Target};
-use crate::services::auth::{self, TokenPurpose};
-use crate::services::consoles;
-use crate::services::nodes::Trust;
+use crate::services::audit::{self, Actor};
+use crate::services::caller::Caller;
+use crate::services::tokens::{self, TokenPurpose};
 
 /// Renew a user's PVE ticket once it is this old; PVE accepts one for two hours.
 const RENEW_AFTER: Duration = Duration::from_secs(3600);
 /// How long one call to PVE may take.
 const TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Where the accessor's Proxmox VE is, and which certificates it may present.
-#[derive(Debug, Clone)]
-pub struct AccessorSettings {
-    /// The PVE API, `https://pve:8006`.
-    pub url: String,
-    /// TLS trust.
-    pub trust: Trust,
-    /// The realm a login uses when the username names none.
-    pub default_realm: String,
-}
 
 /// The sealed part of an upstream session.
 #[derive(Serialize, Deserialize)]
@@ -122,8 +109,8 @@ pub async fn login(
     };
     audit::record(app, actor, "login", None, &result, Some("proxmox".into())).await;
     let (user, ticket) = result?;
-    let login = auth::issue_token(app, &user, purpose).await?;
-    store_ticket(app, &auth::token_hash(&login.token), &ticket).await?;
+    let login = tokens::issue_token(app, &user, purpose).await?;
+    store_ticket(app, &tokens::token_hash(&login.token), &ticket).await?;
     tracing::info!(user = %user.username, "Proxmox login");
     Ok(login)
 }
@@ -296,35 +283,18 @@ pub async fn console_target(pve: &Client, vmid: u32) -> Result<ClusterVm, ApiErr
     Ok(vm)
 }
 
-/// A console ticket for Proxmox VM `vmid`, if the user holds VM.Console on it.
-pub async fn mint_ticket(
-    app: &App,
-    caller: &Caller,
-    vmid: u32,
-    kind: ConsoleKind,
-) -> Result<ConsoleTicket, ApiError> {
-    let result = async {
-        let pve = session_client(app, &caller.token_hash).await?;
-        let vm = console_target(&pve, vmid).await?;
-        let session = Some(caller.token_hash.clone());
-        let target = ConsoleTarget::Proxmox(vmid);
-        consoles::mint(app, caller, target, kind, Some(vm.node), session).await
-    }
-    .await;
-    let target = Target {
-        kind: "proxmox_vm",
-        id: Some(vmid.to_string()),
-        name: None,
-    };
-    audit::recorded(
-        app,
-        caller.into(),
-        "console.ticket",
-        Some(target),
-        None,
-        result,
-    )
-    .await
+/// Proxmox VM `vmid`, if the caller's Proxmox permissions let them open its consoles.
+pub async fn console_vm(app: &App, caller: &Caller, vmid: u32) -> Result<ClusterVm, ApiError> {
+    let pve = session_client(app, &caller.token_hash).await?;
+    console_target(&pve, vmid).await
+}
+
+/// A VMID from a path.
+pub fn parse_vmid(text: &str) -> Result<u32, ApiError> {
+    text.parse()
+        .ok()
+        .filter(|id| (100..=999_999_999).contains(id))
+        .ok_or_else(|| ApiError::NotFound(format!("{text:?} is not a Proxmox VMID")))
 }
 
 #[cfg(test)]

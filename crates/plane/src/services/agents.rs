@@ -10,13 +10,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use porthole_agent::driver::{AgentDriver, Heartbeat};
-use porthole_agent::pki::{self, CertificateAuthority, PLANE_IDENTITY};
-use porthole_agent::tls::{CertSlot, Identity, PeerCertificate};
+use porthole_agent::pki::{self};
+use porthole_agent::tls::PeerCertificate;
 use porthole_agent::wire::{Cached, Enrolled, HelloRequest, JoinRequest, RenewRequest};
 use porthole_api::{CreateNodeRequest, Node};
 use porthole_core::driver::Driver;
@@ -27,94 +27,16 @@ use porthole_store::nodes::NodeRecord;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, AppState};
+use crate::clock::from_millis;
 use crate::error::{ApiError, chain};
+use crate::registry::NodeRegistry;
 use crate::services::audit::{self, Actor, Target};
-use crate::services::auth::{from_millis, random_secret, token_hash};
+use crate::services::tokens::{random_secret, token_hash};
 
 /// How long an agent may take to drop a cached image.
 const EVICT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often each agent is asked how it is.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
-/// How long the plane's own certificate lives; a new one is made at every start, and again
-/// when two thirds of this have passed.
-const PLANE_CERT_TTL: Duration = Duration::from_secs(397 * 86_400);
-
-/// Agent settings of `porthole serve`.
-#[derive(Debug, Clone)]
-pub struct AgentSettings {
-    /// Where agents join and fetch images (TLS); `None`: agents cannot join.
-    pub listen: Option<SocketAddr>,
-    /// How long an agent's certificate lives; agents renew at two thirds.
-    pub certificate_ttl: Duration,
-    /// How long a join token stays usable.
-    pub join_ttl: Duration,
-}
-
-impl Default for AgentSettings {
-    fn default() -> Self {
-        Self {
-            listen: None,
-            certificate_ttl: Duration::from_secs(30 * 86_400),
-            join_ttl: Duration::from_secs(3_600),
-        }
-    }
-}
-
-/// The CA and the plane's certificate.
-#[derive(Debug)]
-pub struct PlanePki {
-    /// Signs agents' certificates; its key is `ca.key` (mode 0600) in the data directory.
-    pub ca: CertificateAuthority,
-    /// The plane's own key and certificate, presented to agents both ways, and when it is
-    /// due for renewal.
-    current: std::sync::RwLock<(Identity, SystemTime)>,
-    /// The same, for the agent listener.
-    pub slot: Arc<CertSlot>,
-}
-
-impl PlanePki {
-    /// Opens the CA in `data_dir`, creating it on first start, and gives the plane a fresh
-    /// certificate.
-    pub fn open(data_dir: &Path) -> anyhow::Result<PlanePki> {
-        let ca = CertificateAuthority::load_or_create(data_dir)?;
-        let (identity, due) = plane_certificate(&ca)?;
-        let slot = CertSlot::new(&identity)?;
-        Ok(PlanePki {
-            ca,
-            current: std::sync::RwLock::new((identity, due)),
-            slot,
-        })
-    }
-
-    /// The plane's key and certificate now.
-    pub fn identity(&self) -> Identity {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .clone()
-    }
-
-    /// Gives the plane a new certificate if two thirds of the current one's life have
-    /// passed; returns the new identity if it did.
-    fn renew_if_due(&self) -> anyhow::Result<Option<Identity>> {
-        let due = self.current.read().unwrap_or_else(|e| e.into_inner()).1;
-        if SystemTime::now() < due {
-            return Ok(None);
-        }
-        let (identity, due) = plane_certificate(&self.ca)?;
-        self.slot.replace(&identity)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (identity.clone(), due);
-        Ok(Some(identity))
-    }
-}
-
-/// A new certificate for the plane, and when it is due for renewal.
-fn plane_certificate(ca: &CertificateAuthority) -> anyhow::Result<(Identity, SystemTime)> {
-    let (issued, key_pem) = ca.issue(PLANE_IDENTITY, PLANE_CERT_TTL)?;
-    let identity = Identity::from_pem(&issued.cert_pem, &key_pem)?;
-    Ok((identity, SystemTime::now() + PLANE_CERT_TTL * 2 / 3))
-}
 
 /// Renews the plane's certificate when it is due, and has every agent driver present it.
 fn renew_plane_certificate(app: &App) {
@@ -305,6 +227,11 @@ fn enrolled(app: &App, node: &str, certificate: String) -> Enrolled {
     }
 }
 
+/// The plane's CA certificate (PEM), which agents pin by the hash their join token carries.
+pub fn ca_pem(app: &App) -> String {
+    app.pki.ca.cert_pem().to_owned()
+}
+
 /// An agent joins with its one-time token.
 pub async fn join(
     app: &App,
@@ -317,7 +244,7 @@ pub async fn join(
         .next()
         .unwrap_or_default()
         .to_owned();
-    if crate::services::nodes::check_name(&node).is_err() {
+    if NodeRegistry::check_name(&node).is_err() {
         // Not even shaped like a token: nothing worth a line in the audit log.
         return Err(ApiError::Unauthorized(
             "the join token is refused: it is not a join token of this plane".into(),
@@ -329,11 +256,7 @@ pub async fn join(
         name: &node,
         remote,
     };
-    let target = Target {
-        kind: "node",
-        id: None,
-        name: Some(node.clone()),
-    };
+    let target = Target::named("node", node.clone());
     audit::recorded(app, actor, "node.join", Some(target), None, result).await
 }
 
@@ -476,11 +399,7 @@ pub async fn run(app: AppState, stop: CancellationToken) {
 }
 
 async fn beat(app: &App, node: &str, driver: &AgentDriver) {
-    let target = || Target {
-        kind: "node",
-        id: None,
-        name: Some(node.to_owned()),
-    };
+    let target = || Target::named("node", node.to_owned());
     match driver.heartbeat().await {
         Heartbeat::CameOnline(health) => {
             tracing::info!(%node, "node answers");
@@ -605,22 +524,4 @@ async fn reconcile(
         tracing::warn!(%node, "{finding}");
     }
     findings
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_plane_renews_its_certificate_when_due_and_only_then() {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = PlanePki::open(dir.path()).unwrap();
-        assert!(pki.renew_if_due().unwrap().is_none());
-        pki.current.write().unwrap().1 = UNIX_EPOCH;
-        assert!(pki.renew_if_due().unwrap().is_some());
-        assert!(pki.renew_if_due().unwrap().is_none());
-        // The CA stays the same: agents that pinned it keep trusting the plane.
-        let again = PlanePki::open(dir.path()).unwrap();
-        assert_eq!(again.ca.fingerprint(), pki.ca.fingerprint());
-    }
 }

@@ -12,9 +12,9 @@ use porthole_store::audit::{AuditRecord, Outcome};
 use porthole_store::users::UserRecord;
 
 use crate::app::App;
+use crate::clock::from_millis;
 use crate::error::{ApiError, chain};
-use crate::extract::Caller;
-use crate::services::auth::from_millis;
+use crate::services::caller::Caller;
 
 /// Who acted.
 #[derive(Clone, Copy, Debug)]
@@ -63,6 +63,15 @@ impl Target {
         Self {
             kind,
             id: Some(id.to_string()),
+            name: Some(name.into()),
+        }
+    }
+
+    /// A target of `kind` known only by `name`, such as one a request failed to create.
+    pub fn named(kind: &'static str, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            id: None,
             name: Some(name.into()),
         }
     }
@@ -117,6 +126,26 @@ pub async fn recorded<T, E: Into<ApiError>>(
     let result = result.map_err(Into::into);
     record(app, actor, action, target, &result, detail).await;
     result
+}
+
+/// The audit log, newest first (admins): at most `limit` (1 to 1000) records older than
+/// `before` (unix milliseconds), of `actor` if given.
+pub async fn log(
+    app: &App,
+    caller: &Caller,
+    before: Option<i64>,
+    actor: Option<&str>,
+    limit: u32,
+) -> Result<Vec<AuditEntry>, ApiError> {
+    caller.require_admin()?;
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be 1 to 1000, got {limit}"),
+        ));
+    }
+    let records = app.store.audit_log(before, actor, limit).await?;
+    Ok(records.iter().map(to_wire).collect())
 }
 
 /// An audit record as the API shows it.

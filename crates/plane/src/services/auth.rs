@@ -1,28 +1,29 @@
 //! Accounts, passwords and tokens.
 //!
-//! Passwords are hashed with argon2id and never logged. Bearer tokens are 256 random bits,
-//! shown once, and stored only as SHA-256 digests. A failed login costs the same time whether
-//! or not the user exists, so logins cannot be used to discover usernames.
+//! Passwords are hashed with argon2id and never logged. A failed login costs the same time
+//! whether or not the user exists, so logins cannot be used to discover usernames. A login
+//! ends in a bearer token ([`tokens`](crate::services::tokens)).
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use chrono::{DateTime, Utc};
 use porthole_api::{ApiToken, CreateTokenRequest, CreateUserRequest, LoginResponse, User};
 use porthole_core::Role;
 use porthole_store::tokens::NewToken;
 use porthole_store::users::UserRecord;
-use sha2::{Digest, Sha256};
 
 use crate::app::App;
+use crate::clock::from_millis;
 use crate::error::ApiError;
-use crate::extract::Caller;
 use crate::services::accessor;
 use crate::services::audit::{self, Actor, Target};
+use crate::services::caller::Caller;
+use crate::services::tokens::{
+    TokenPurpose, issue_token, random_password, random_secret, token_hash,
+};
 
 /// The first admin's username.
 pub const ADMIN: &str = "admin";
@@ -51,37 +52,6 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 fn decoy_hash() -> &'static str {
     static DECOY: OnceLock<String> = OnceLock::new();
     DECOY.get_or_init(|| hash_password("porthole decoy password").expect("hashing works"))
-}
-
-/// The stored form of a bearer token.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// A new random secret: 256 bits, hex-encoded, with a prefix that makes it recognisable in a
-/// leaked file.
-pub fn random_secret(prefix: &str) -> String {
-    let mut bytes = [0u8; 32];
-    rand::fill(&mut bytes);
-    format!("{prefix}{}", hex::encode(bytes))
-}
-
-/// A password a person can type: 24 characters from a 57-letter alphabet without look-alikes
-/// (about 140 bits).
-pub fn random_password() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    // Bytes at or above the largest multiple of the alphabet's size are rejected, so every
-    // letter is equally likely.
-    let limit = 256 - 256 % ALPHABET.len();
-    let mut password = String::with_capacity(24);
-    while password.len() < 24 {
-        let mut byte = [0u8; 1];
-        rand::fill(&mut byte);
-        if usize::from(byte[0]) < limit {
-            password.push(ALPHABET[usize::from(byte[0]) % ALPHABET.len()] as char);
-        }
-    }
-    password
 }
 
 /// Checks a username: 1 to 64 characters of `a-z0-9._-`, starting with a letter or digit.
@@ -131,49 +101,6 @@ pub fn validate_email(email: &str) -> Result<(), ApiError> {
     }
 }
 
-/// How long a web UI session lasts.
-pub const WEB_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-
-/// What a login is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TokenPurpose {
-    /// A bearer token for the CLI and scripts, valid for `--token-days`.
-    Api,
-    /// The web UI's session cookie, valid for [`WEB_SESSION_TTL`].
-    Web,
-}
-
-/// Login attempts per client address in the last minute.
-#[derive(Debug, Default)]
-pub struct LoginThrottle {
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-}
-
-impl LoginThrottle {
-    /// Counts an attempt from `address`; fails once it made more than `per_minute` in the
-    /// current minute.
-    pub fn attempt(&self, address: IpAddr, per_minute: u32) -> Result<(), ApiError> {
-        let now = Instant::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if windows.len() > 10_000 {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
-        }
-        let (start, count) = windows.entry(address).or_insert((now, 0));
-        if now.duration_since(*start) >= Duration::from_secs(60) {
-            *start = now;
-            *count = 0;
-        }
-        *count += 1;
-        if *count > per_minute {
-            let wait = 60 - now.duration_since(*start).as_secs();
-            return Err(ApiError::TooManyRequests(format!(
-                "too many login attempts from {address}; try again in {wait} s"
-            )));
-        }
-        Ok(())
-    }
-}
-
 /// Checks username and password and, if they match, mints a token for `purpose`.
 ///
 /// Refused with 429: more than `--logins-per-minute` attempts from one address, or an
@@ -201,33 +128,6 @@ pub async fn login(
     };
     audit::record(app, actor, "login", None, &result, None).await;
     issue_token(app, &result?, purpose).await
-}
-
-/// Starts a session for `user`: a new token, valid for what `purpose` allows.
-pub async fn issue_token(
-    app: &App,
-    user: &UserRecord,
-    purpose: TokenPurpose,
-) -> Result<LoginResponse, ApiError> {
-    let token = random_secret("pht_");
-    let now = app.clock.now();
-    let (label, ttl) = match purpose {
-        TokenPurpose::Api => ("login", app.config.token_ttl),
-        TokenPurpose::Web => ("web session", WEB_SESSION_TTL),
-    };
-    let expires_at = now + ttl;
-    app.store
-        .insert_token(&NewToken {
-            id: uuid::Uuid::new_v4(),
-            user_id: user.id,
-            token_hash: token_hash(&token),
-            label: label.into(),
-            created_at: now.timestamp_millis(),
-            expires_at: expires_at.timestamp_millis(),
-        })
-        .await?;
-    tracing::info!(username = %user.username, "login");
-    Ok(LoginResponse { token, expires_at })
 }
 
 /// The user whose password `password` is, unless throttled or locked.
@@ -465,11 +365,6 @@ pub async fn logout(app: &App, token_hash: &str) -> Result<(), ApiError> {
         .delete_token(token_hash)
         .await
         .map_err(ApiError::from)
-}
-
-/// Milliseconds to a UTC timestamp, for the wire.
-pub fn from_millis(millis: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(millis).unwrap_or_default()
 }
 
 #[cfg(test)]

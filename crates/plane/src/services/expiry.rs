@@ -11,8 +11,6 @@
 //! Reminder day `d` is due once fewer than `d + 1` whole days are left (`0`: on the last
 //! day), as Proxstar counts them.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Timelike, Utc};
 use porthole_core::{Action, VmState};
 use porthole_store::expiry::NoticeState;
@@ -20,36 +18,12 @@ use porthole_store::vms::VmRecord;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, AppState};
+use crate::clock::from_millis;
 use crate::error::{ApiError, chain};
 use crate::services::audit::{self, Actor, Target};
-use crate::services::auth::from_millis;
 use crate::services::vms::queue_job;
 
 const DAY_MS: i64 = 86_400_000;
-
-/// When and how VMs expire.
-#[derive(Clone, Debug)]
-pub struct ExpirySettings {
-    /// Days before expiry on which the owner is reminded; `0` is the last day.
-    pub reminder_days: Vec<u32>,
-    /// How long an expired VM stays (stopped) before it is deleted.
-    pub grace: Duration,
-    /// How often to sweep.
-    pub interval: Duration,
-    /// The hour (UTC) from which the admins' daily summary goes out.
-    pub summary_hour: u32,
-}
-
-impl Default for ExpirySettings {
-    fn default() -> Self {
-        Self {
-            reminder_days: vec![10, 7, 3, 1, 0],
-            grace: Duration::from_secs(7 * 86_400),
-            interval: Duration::from_secs(60),
-            summary_hour: 7,
-        }
-    }
-}
 
 /// Sweeps until `stop`.
 pub async fn run(app: AppState, stop: CancellationToken) {

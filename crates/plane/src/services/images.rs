@@ -1,198 +1,22 @@
-//! Template and ISO files under the data directory.
-//!
-//! ```text
-//! <data-dir>/templates/<id>/{disk, vmlinuz, initrd}
-//! <data-dir>/isos/<id>.iso
-//! <data-dir>/incoming/<random>/          uploads in progress
-//! ```
-//!
-//! An import goes:
-//! 1. each uploaded part streams into a [`Staging`] directory, hashed on the way;
-//! 2. the files are verified: a disk must be a self-contained qcow2 or raw image, a kernel an
-//!    x86 bzImage, an ISO an ISO 9660 image;
-//! 3. the staging directory is renamed into place and only then the row is written.
-//!
-//! A failed or interrupted import leaves nothing: [`Staging`] removes its directory when
-//! dropped uncommitted, and leftovers of a crash are swept at start-up.
+//! Templates and ISOs as users ask for them: imports (checked, then committed into the
+//! [`ImageLibrary`](crate::library::ImageLibrary)), approval, listing and deletion, and the
+//! demo template.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use bytes::Bytes;
-use futures::{Stream, StreamExt};
 use porthole_api::{Iso, Template};
 use porthole_core::spec::{SpecError, VmName, gib_to_hold};
 use porthole_core::{IsoId, TemplateId};
 use porthole_qemu::image::{self, ImageError};
 use porthole_store::images::{IsoRecord, TemplateRecord};
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use crate::app::App;
+use crate::clock::from_millis;
 use crate::error::ApiError;
-use crate::extract::Caller;
+use crate::library::{MAX_CMDLINE_LEN, StagedFile, Staging, io_error};
 use crate::services::agents;
 use crate::services::audit::{self, Target};
-use crate::services::auth::from_millis;
-
-/// Largest upload accepted for one file.
-pub const MAX_IMAGE_BYTES: u64 = 1 << 40;
-/// Longest kernel command line accepted (Linux allows 2048 on x86).
-pub const MAX_CMDLINE_LEN: usize = 2048;
-
-/// The template and ISO files.
-#[derive(Debug, Clone)]
-pub struct ImageLibrary {
-    root: PathBuf,
-}
-
-/// A template's files on disk.
-#[derive(Debug, Clone)]
-pub struct TemplateFiles {
-    /// The base disk image.
-    pub disk: PathBuf,
-    /// The kernel, for direct boot.
-    pub kernel: Option<PathBuf>,
-    /// The initrd.
-    pub initrd: Option<PathBuf>,
-}
-
-impl ImageLibrary {
-    /// Opens the library in `data_dir`, creating its directories and sweeping away uploads
-    /// a crash interrupted.
-    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
-        let library = Self {
-            root: data_dir.to_owned(),
-        };
-        for dir in ["templates", "isos", "incoming"] {
-            std::fs::create_dir_all(data_dir.join(dir))?;
-        }
-        for leftover in std::fs::read_dir(library.incoming())? {
-            let path = leftover?.path();
-            tracing::info!(path = %path.display(), "removing an interrupted upload");
-            std::fs::remove_dir_all(&path)?;
-        }
-        Ok(library)
-    }
-
-    fn incoming(&self) -> PathBuf {
-        self.root.join("incoming")
-    }
-
-    fn template_dir(&self, id: TemplateId) -> PathBuf {
-        self.root.join("templates").join(id.to_string())
-    }
-
-    /// Where template `t`'s files are.
-    pub fn template_files(&self, t: &TemplateRecord) -> TemplateFiles {
-        let dir = self.template_dir(t.id);
-        TemplateFiles {
-            disk: dir.join("disk"),
-            kernel: t.kernel_sha256.as_ref().map(|_| dir.join("vmlinuz")),
-            initrd: t.initrd_sha256.as_ref().map(|_| dir.join("initrd")),
-        }
-    }
-
-    /// Where ISO `id` is.
-    pub fn iso_path(&self, id: IsoId) -> PathBuf {
-        self.root.join("isos").join(format!("{id}.iso"))
-    }
-
-    /// A fresh staging directory for an upload.
-    pub fn stage(&self) -> Result<Staging, ApiError> {
-        let dir = self.incoming().join(uuid::Uuid::new_v4().to_string());
-        std::fs::create_dir(&dir).map_err(|e| io_error(&dir, e))?;
-        Ok(Staging {
-            dir,
-            committed: false,
-        })
-    }
-}
-
-/// A file received into staging.
-#[derive(Debug, Clone)]
-pub struct StagedFile {
-    /// Where it is now.
-    pub path: PathBuf,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Hex SHA-256 of its contents.
-    pub sha256: String,
-}
-
-/// An upload in progress. Dropping it uncommitted removes everything it received.
-#[derive(Debug)]
-pub struct Staging {
-    dir: PathBuf,
-    committed: bool,
-}
-
-impl Staging {
-    /// Streams `stream` into the staging file `name`, hashing it, and refusing more than
-    /// [`MAX_IMAGE_BYTES`]. `field` names the upload part in errors.
-    pub async fn receive<S, E>(
-        &mut self,
-        field: &'static str,
-        name: &str,
-        mut stream: S,
-    ) -> Result<StagedFile, ApiError>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: fmt::Display,
-    {
-        let path = self.dir.join(name);
-        let file = tokio::fs::File::create(&path)
-            .await
-            .map_err(|e| io_error(&path, e))?;
-        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                ApiError::malformed(Some(field), format!("{field}: the upload broke off: {e}"))
-            })?;
-            size += chunk.len() as u64;
-            if size > MAX_IMAGE_BYTES {
-                return Err(ApiError::invalid(
-                    field,
-                    format!("is larger than {MAX_IMAGE_BYTES} bytes"),
-                ));
-            }
-            hasher.update(&chunk);
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| io_error(&path, e))?;
-        }
-        file.flush().await.map_err(|e| io_error(&path, e))?;
-        file.get_ref()
-            .sync_all()
-            .await
-            .map_err(|e| io_error(&path, e))?;
-        if size == 0 {
-            return Err(ApiError::invalid(field, "is empty"));
-        }
-        Ok(StagedFile {
-            path,
-            size,
-            sha256: hex::encode(hasher.finalize()),
-        })
-    }
-
-    /// Moves the staging directory to `dest`, keeping its contents.
-    fn commit(mut self, dest: &Path) -> Result<(), ApiError> {
-        std::fs::rename(&self.dir, dest).map_err(|e| io_error(dest, e))?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
+use crate::services::caller::Caller;
 
 /// A template upload, once its parts are staged.
 #[derive(Debug)]
@@ -209,6 +33,112 @@ pub struct TemplateUpload {
     pub kernel: Option<StagedFile>,
     /// The initrd.
     pub initrd: Option<StagedFile>,
+}
+
+/// An ISO upload, once its parts are staged.
+#[derive(Debug)]
+pub struct IsoUpload {
+    /// The ISO's name.
+    pub name: Option<String>,
+    /// The received files.
+    pub staging: Staging,
+    /// The image.
+    pub iso: Option<StagedFile>,
+}
+
+/// The templates the caller may use: approved ones, or all for admins.
+pub async fn templates(app: &App, caller: &Caller) -> Result<Vec<Template>, ApiError> {
+    Ok(app
+        .store
+        .templates()
+        .await?
+        .iter()
+        .filter(|t| t.approved || caller.is_admin())
+        .map(template_to_wire)
+        .collect())
+}
+
+/// The ISOs the caller may boot: approved ones, or all for admins.
+pub async fn isos(app: &App, caller: &Caller) -> Result<Vec<Iso>, ApiError> {
+    Ok(app
+        .store
+        .isos()
+        .await?
+        .iter()
+        .filter(|iso| iso.approved || caller.is_admin())
+        .map(iso_to_wire)
+        .collect())
+}
+
+/// Every template and ISO, approved or not (admins).
+pub async fn library(app: &App, caller: &Caller) -> Result<(Vec<Template>, Vec<Iso>), ApiError> {
+    caller.require_admin()?;
+    Ok((templates(app, caller).await?, isos(app, caller).await?))
+}
+
+/// A fresh staging directory for an admin's upload.
+pub fn begin_upload(app: &App, caller: &Caller) -> Result<Staging, ApiError> {
+    caller.require_admin()?;
+    app.images.stage()
+}
+
+/// Checks and commits a received template upload, and records the import (or why it
+/// failed, `received` included) in the audit log.
+pub async fn import_template(
+    app: &App,
+    caller: &Caller,
+    received: Result<TemplateUpload, ApiError>,
+) -> Result<Template, ApiError> {
+    let result = match received {
+        Ok(upload) => finish_template_import(app, upload).await,
+        Err(e) => Err(e),
+    };
+    let target = result
+        .as_ref()
+        .ok()
+        .map(|t| Target::new("template", t.id, &t.name));
+    audit::recorded(app, caller.into(), "template.import", target, None, result).await
+}
+
+/// Checks and commits a received ISO upload, and records the import in the audit log.
+pub async fn import_iso(
+    app: &App,
+    caller: &Caller,
+    received: Result<IsoUpload, ApiError>,
+) -> Result<Iso, ApiError> {
+    let result = match received {
+        Ok(upload) => finish_iso_import(app, upload).await,
+        Err(e) => Err(e),
+    };
+    let target = result
+        .as_ref()
+        .ok()
+        .map(|i| Target::new("iso", i.id, &i.name));
+    audit::recorded(app, caller.into(), "iso.import", target, None, result).await
+}
+
+/// Removes a template no VM uses, with its files here and on every agent (admins).
+pub async fn delete_template(app: &App, caller: &Caller, name: &str) -> Result<(), ApiError> {
+    caller.require_admin()?;
+    let result = delete_template_files(app, name).await;
+    let target = Target::named("template", name.to_owned());
+    audit::recorded(
+        app,
+        caller.into(),
+        "template.delete",
+        Some(target),
+        None,
+        result,
+    )
+    .await
+}
+
+/// Removes an ISO no VM uses, here and on every agent (admins).
+pub async fn delete_iso(app: &App, caller: &Caller, name: &str) -> Result<(), ApiError> {
+    caller.require_admin()?;
+    let result = delete_iso_file(app, name).await;
+    let target = Target::named("iso", name.to_owned());
+    audit::recorded(app, caller.into(), "iso.delete", Some(target), None, result).await
 }
 
 /// Checks an image name: the same rules as a VM name (a DNS label).
@@ -243,10 +173,7 @@ pub async fn check_iso_name(app: &App, name: &str) -> Result<(), ApiError> {
 }
 
 /// Verifies a staged template and makes it available.
-pub async fn finish_template_import(
-    app: &App,
-    upload: TemplateUpload,
-) -> Result<Template, ApiError> {
+async fn finish_template_import(app: &App, upload: TemplateUpload) -> Result<Template, ApiError> {
     let name = upload
         .name
         .ok_or_else(|| ApiError::invalid("name", "is missing"))?;
@@ -317,12 +244,8 @@ pub async fn finish_template_import(
 }
 
 /// Verifies a staged ISO and makes it available.
-pub async fn finish_iso_import(
-    app: &App,
-    name: Option<String>,
-    staging: Staging,
-    iso: Option<StagedFile>,
-) -> Result<Iso, ApiError> {
+async fn finish_iso_import(app: &App, upload: IsoUpload) -> Result<Iso, ApiError> {
+    let IsoUpload { name, staging, iso } = upload;
     let name = name.ok_or_else(|| ApiError::invalid("name", "is missing"))?;
     validate_image_name(&name)?;
     let iso = iso.ok_or_else(|| {
@@ -351,7 +274,7 @@ pub async fn finish_iso_import(
 }
 
 /// Removes a template no VM uses.
-pub async fn delete_template(app: &App, name: &str) -> Result<(), ApiError> {
+async fn delete_template_files(app: &App, name: &str) -> Result<(), ApiError> {
     let template = app
         .store
         .template_by_name(name)
@@ -369,7 +292,7 @@ pub async fn delete_template(app: &App, name: &str) -> Result<(), ApiError> {
 }
 
 /// Removes an ISO no VM uses.
-pub async fn delete_iso(app: &App, name: &str) -> Result<(), ApiError> {
+async fn delete_iso_file(app: &App, name: &str) -> Result<(), ApiError> {
     let iso = app
         .store
         .iso_by_name(name)
@@ -550,12 +473,4 @@ fn is_bzimage(path: &Path) -> Result<bool, ApiError> {
 /// An ISO 9660 image has its primary volume descriptor, marked "CD001", at sector 16.
 fn is_iso9660(path: &Path) -> Result<bool, ApiError> {
     has_magic(path, 0x8001, b"CD001")
-}
-
-/// A filesystem failure, with "disk full" reported as something an admin can act on.
-fn io_error(path: &Path, error: std::io::Error) -> ApiError {
-    if error.kind() == std::io::ErrorKind::StorageFull {
-        return ApiError::Unavailable(format!("not enough space in {}", path.display()));
-    }
-    ApiError::internal(anyhow::Error::new(error).context(format!("writing {}", path.display())))
 }

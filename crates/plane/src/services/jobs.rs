@@ -14,8 +14,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use porthole_api::Job;
 use porthole_core::driver::{BootMedia, Driver, DriverError, Progress, VmDefinition};
-use porthole_core::{JobKind, VmState};
+use porthole_core::{JobId, JobKind, VmId, VmState};
 use porthole_store::StoreError;
 use porthole_store::jobs::{JobOutcome, JobRecord, VmOutcome};
 use porthole_store::vms::VmRecord;
@@ -24,8 +25,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, AppState};
 use crate::error::{ApiError, chain};
-use crate::services::images::ImageLibrary;
-use crate::services::vms::{CreateParams, ShutdownParams, SnapshotParams, boot_order};
+use crate::library::ImageLibrary;
+use crate::services::caller::Caller;
+use crate::services::vms::{
+    CreateParams, ShutdownParams, SnapshotParams, boot_order, job_to_wire, visible_vm,
+};
 
 /// How long a claimed job stays a worker's without renewal.
 pub const LEASE: Duration = Duration::from_secs(30);
@@ -44,6 +48,37 @@ fn lease_now() -> i64 {
 
 fn lease_until() -> i64 {
     lease_now() + i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Job `id`, if the caller may see it: members see only jobs they asked for.
+pub async fn visible(app: &App, caller: &Caller, id: &str) -> Result<Job, ApiError> {
+    let missing = || ApiError::NotFound(format!("no job with id {id} is visible to you"));
+    let job_id: JobId = id.parse().map_err(|_| missing())?;
+    match app.store.job(job_id).await? {
+        Some(job) if caller.is_admin() || job.requested_by == caller.user.id => {
+            Ok(job_to_wire(&job))
+        }
+        _ => Err(missing()),
+    }
+}
+
+/// The latest `limit` jobs, newest first: the caller's, or everyone's for an admin.
+pub async fn recent(app: &App, caller: &Caller, limit: u32) -> Result<Vec<Job>, ApiError> {
+    let user = (!caller.is_admin()).then_some(caller.user.id);
+    let jobs = app.store.recent_jobs(user, limit).await?;
+    Ok(jobs.iter().map(job_to_wire).collect())
+}
+
+/// The latest `limit` jobs of VM `id`, if the caller may see it.
+pub async fn recent_for_vm(
+    app: &App,
+    caller: &Caller,
+    id: VmId,
+    limit: u32,
+) -> Result<Vec<Job>, ApiError> {
+    let vm = visible_vm(app, caller, id).await?;
+    let jobs = app.store.recent_vm_jobs(vm.id, limit).await?;
+    Ok(jobs.iter().map(job_to_wire).collect())
 }
 
 /// Runs jobs until `shutdown` is cancelled.

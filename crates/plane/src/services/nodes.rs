@@ -10,22 +10,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use porthole_api::{CreateNodeRequest, LinkTemplateRequest, Node, Template};
+use porthole_core::TemplateId;
 use porthole_core::driver::{DiskFormat, Driver, DriverError};
-use porthole_core::{SpecError, TemplateId};
 use porthole_proxmox::{
-    ApiToken, CertFingerprint, Client, ClientBuilder, Credentials, PasswordLogin, ProxmoxDriver,
-    Secret, TlsOptions,
+    ApiToken, Client, ClientBuilder, Credentials, PasswordLogin, ProxmoxDriver, Secret,
 };
 use porthole_store::StoreError;
 use porthole_store::images::{NodeTemplate, TemplateRecord};
 use porthole_store::nodes::NodeRecord;
 use serde::{Deserialize, Serialize};
 
-use crate::app::{App, Nodes};
+use crate::app::App;
+use crate::config::{Trust, check_url};
 use crate::error::{ApiError, chain};
-use crate::extract::Caller;
+use crate::registry::NodeRegistry;
 use crate::services::agents;
 use crate::services::audit::{self, Target};
+use crate::services::caller::Caller;
 use crate::services::images::{check_template_name, template_to_wire};
 
 /// How long checking a node may take.
@@ -47,90 +48,6 @@ enum ProxmoxAuth {
     Token { user: String, token_id: String },
     /// A user's password; the password is sealed.
     Password { username: String, realm: String },
-}
-
-/// Which certificates a node's API may present.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trust {
-    /// The system's trust store.
-    System,
-    /// A CA certificate, PEM.
-    Ca(String),
-    /// Exactly this certificate.
-    Fingerprint(String),
-    /// Anything (labs and tests only).
-    Insecure,
-}
-
-impl Trust {
-    /// The trust a request asks for: at most one of `ca`, `fingerprint` and `insecure`.
-    pub fn choose(
-        ca: Option<String>,
-        fingerprint: Option<String>,
-        insecure: bool,
-    ) -> Result<Trust, SpecError> {
-        match (ca, fingerprint, insecure) {
-            (None, None, false) => Ok(Trust::System),
-            (Some(ca), None, false) => Ok(Trust::Ca(ca)),
-            (None, Some(fingerprint), false) => {
-                fingerprint
-                    .parse::<CertFingerprint>()
-                    .map_err(|e| SpecError::new("fingerprint", e.to_string()))?;
-                Ok(Trust::Fingerprint(fingerprint))
-            }
-            (None, None, true) => Ok(Trust::Insecure),
-            _ => Err(SpecError::new(
-                "tls",
-                "give at most one of ca, fingerprint and insecure",
-            )),
-        }
-    }
-
-    /// The client's TLS options.
-    pub fn options(&self) -> Result<TlsOptions, SpecError> {
-        Ok(match self {
-            Trust::System => TlsOptions::System,
-            Trust::Ca(pem) => TlsOptions::CaPem(pem.clone()),
-            Trust::Fingerprint(fingerprint) => {
-                TlsOptions::Fingerprint(fingerprint.parse().map_err(
-                    |e: porthole_proxmox::tls::TlsError| {
-                        SpecError::new("fingerprint", e.to_string())
-                    },
-                )?)
-            }
-            Trust::Insecure => TlsOptions::Insecure,
-        })
-    }
-}
-
-/// Checks a URL for a Proxmox API: `https://host[:port]`, or `http://` for tests.
-pub fn check_url(url: &str) -> Result<(), SpecError> {
-    let parsed = url::Url::parse(url)
-        .map_err(|e| SpecError::new("url", format!("{e}; give it as https://HOST:8006")))?;
-    if !matches!(parsed.scheme(), "https" | "http") || parsed.host_str().is_none() {
-        return Err(SpecError::new("url", "give it as https://HOST:8006"));
-    }
-    Ok(())
-}
-
-/// Node names: 1-32 of `a-z`, `0-9` and `-`, starting with a letter.
-pub(crate) fn check_name(name: &str) -> Result<(), SpecError> {
-    let ok = (1..=32).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !ok {
-        return Err(SpecError::new(
-            "name",
-            "must be 1-32 of a-z, 0-9 and -, starting with a letter",
-        ));
-    }
-    if name == Nodes::LOCAL {
-        return Err(SpecError::new("name", "\"local\" is the built-in node"));
-    }
-    Ok(())
 }
 
 /// A Proxmox client for `url` with `credentials` and `trust`.
@@ -291,17 +208,13 @@ fn check_failed(error: &porthole_proxmox::Error, credential: &'static str) -> Ap
 /// Adds a Proxmox node after checking that it answers (admins).
 pub async fn add(app: &App, caller: &Caller, request: CreateNodeRequest) -> Result<Node, ApiError> {
     caller.require_admin()?;
-    let target = Target {
-        kind: "node",
-        id: None,
-        name: Some(request.name.clone()),
-    };
+    let target = Target::named("node", request.name.clone());
     let result = add_node(app, request).await;
     audit::recorded(app, caller.into(), "node.add", Some(target), None, result).await
 }
 
 async fn add_node(app: &App, request: CreateNodeRequest) -> Result<Node, ApiError> {
-    check_name(&request.name)?;
+    NodeRegistry::check_name(&request.name)?;
     if request.kind == "agent" {
         return agents::add(app, &request).await;
     }
@@ -450,11 +363,7 @@ pub async fn remove(
         }
         _ => None,
     };
-    let target = Target {
-        kind: "node",
-        id: None,
-        name: Some(name.to_owned()),
-    };
+    let target = Target::named("node", name.to_owned());
     audit::recorded(
         app,
         caller.into(),
@@ -468,7 +377,7 @@ pub async fn remove(
 
 /// Removes node `name`, returning the VMs it forgot.
 async fn remove_node(app: &App, name: &str, forget_vms: bool) -> Result<Vec<String>, ApiError> {
-    if name == Nodes::LOCAL {
+    if name == NodeRegistry::LOCAL {
         return Err(ApiError::conflict(
             None,
             "the built-in node cannot be removed",
@@ -515,11 +424,7 @@ pub async fn link_template(
     request: LinkTemplateRequest,
 ) -> Result<Template, ApiError> {
     caller.require_admin()?;
-    let target = Target {
-        kind: "template",
-        id: None,
-        name: Some(request.name.clone()),
-    };
+    let target = Target::named("template", request.name.clone());
     let detail = Some(format!("node={node} reference={}", request.reference));
     let result = link(app, node, request).await;
     audit::recorded(

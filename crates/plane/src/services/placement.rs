@@ -11,50 +11,11 @@
 use std::collections::HashMap;
 
 use porthole_core::driver::Capacity;
-use porthole_core::{Resources, SpecError, Usage};
+use porthole_core::{Resources, Usage};
 
 use crate::app::App;
+use crate::config::Overcommit;
 use crate::error::ApiError;
-
-/// How far placement may fill a node beyond its real capacity.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Overcommit {
-    /// Virtual cores per host CPU thread.
-    pub cpu: f64,
-    /// Guest memory per byte of host memory.
-    pub memory: f64,
-    /// Guest disk per byte of disk (qcow2 overlays grow only as guests write).
-    pub disk: f64,
-}
-
-impl Default for Overcommit {
-    fn default() -> Self {
-        Self {
-            cpu: 4.0,
-            memory: 1.0,
-            disk: 2.0,
-        }
-    }
-}
-
-impl Overcommit {
-    /// Checks that every ratio is positive and finite; `field` names the setting.
-    pub fn validate(&self) -> Result<(), SpecError> {
-        for (field, ratio) in [
-            ("cpu_overcommit", self.cpu),
-            ("memory_overcommit", self.memory),
-            ("disk_overcommit", self.disk),
-        ] {
-            if !(ratio.is_finite() && ratio > 0.0) {
-                return Err(SpecError::new(
-                    field,
-                    "must be a positive number such as 1.5",
-                ));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// How full `capacity` would be with `used`, as the fraction of its fullest resource.
 fn fullness(used: Usage, capacity: Capacity, overcommit: Overcommit) -> f64 {

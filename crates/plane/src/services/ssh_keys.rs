@@ -9,10 +9,10 @@ use porthole_store::ssh_keys::SshKeyRecord;
 use sha2::{Digest, Sha256};
 
 use crate::app::App;
+use crate::clock::from_millis;
 use crate::error::ApiError;
-use crate::extract::Caller;
 use crate::services::audit::{self, Target};
-use crate::services::auth::from_millis;
+use crate::services::caller::Caller;
 
 /// Key types a guest's OpenSSH accepts.
 const KEY_TYPES: &[&str] = &[

@@ -1,15 +1,17 @@
 //! Accounts, groups and limits, as admins manage them. Every change is audited.
 
-use porthole_api::{CreateGroupRequest, Group, SetLimitsRequest, UpdateUserRequest, User};
+use porthole_api::{
+    CreateGroupRequest, CreateUserRequest, Group, SetLimitsRequest, UpdateUserRequest, User,
+};
 use porthole_core::{GroupId, LimitOverrides};
 use porthole_store::quotas::GroupRecord;
 use porthole_store::users::UserRecord;
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::extract::Caller;
 use crate::services::audit::{self, Target};
 use crate::services::auth::{self, user_view, validate_username};
+use crate::services::caller::Caller;
 
 /// The user called `username`, or 404.
 pub async fn find_user(app: &App, username: &str) -> Result<UserRecord, ApiError> {
@@ -25,6 +27,30 @@ async fn find_group(app: &App, name: &str) -> Result<GroupRecord, ApiError> {
         .group_by_name(name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no group called {name:?}")))
+}
+
+/// Creates an account (admins), and records it in the audit log.
+pub async fn create(
+    app: &App,
+    caller: &Caller,
+    request: CreateUserRequest,
+) -> Result<User, ApiError> {
+    caller.require_admin()?;
+    let name = request.username.clone();
+    let role = request.role;
+    let result = auth::create_user(app, request).await;
+    let target = result.as_ref().map_or(Target::named("user", name), |u| {
+        Target::new("user", u.id, &u.username)
+    });
+    audit::recorded(
+        app,
+        caller.into(),
+        "user.create",
+        Some(target),
+        Some(format!("role={}", role.as_str())),
+        result,
+    )
+    .await
 }
 
 /// Every user with limits and usage (admins).

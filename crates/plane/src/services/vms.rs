@@ -17,12 +17,13 @@ use porthole_store::vms::VmRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
+use crate::clock::from_millis;
 use crate::error::ApiError;
-use crate::extract::Caller;
 use crate::services::audit::{self, Target};
-use crate::services::auth::{from_millis, random_password};
+use crate::services::caller::Caller;
 use crate::services::placement;
 use crate::services::ssh_keys;
+use crate::services::tokens::random_password;
 
 /// Parameters of a shutdown job.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -92,6 +93,11 @@ pub async fn visible_vm(app: &App, caller: &Caller, id: VmId) -> Result<VmRecord
     }
 }
 
+/// VM `id` as the API shows it, if the caller may see it.
+pub async fn show(app: &App, caller: &Caller, id: VmId) -> Result<Vm, ApiError> {
+    Ok(vm_to_wire(&visible_vm(app, caller, id).await?))
+}
+
 /// The caller's VMs; every VM for an admin.
 pub async fn list(app: &App, caller: &Caller) -> Result<Vec<Vm>, ApiError> {
     let owner = (!caller.is_admin()).then_some(caller.user.id);
@@ -119,11 +125,7 @@ pub async fn create(
     let result = create_vm(app, caller, request).await;
     let target = match &result {
         Ok(created) => Target::new("vm", created.vm.id, &created.vm.name),
-        Err(_) => Target {
-            kind: "vm",
-            id: None,
-            name: Some(name),
-        },
+        Err(_) => Target::named("vm", name),
     };
     audit::recorded(
         app,

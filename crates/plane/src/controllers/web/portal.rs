@@ -1,125 +1,30 @@
-//! The self-service pages: my VMs with usage against limits, a VM's page (power, console,
-//! renew, edit, snapshots, delete), the create wizard, and the profile (SSH keys, API
-//! tokens). Every form posts with a CSRF token ([`CsrfForm`]) to a handler that calls the
-//! same service as the REST API, then redirects back with what happened.
+//! The self-service pages' handlers: my VMs with usage against limits, a VM's page (power,
+//! console, renew, edit, snapshots, delete), the create wizard, and the profile (SSH keys,
+//! API tokens).
 
-use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use porthole_api::{
-    AddSshKeyRequest, CreateTokenRequest, CreateVmRequest, GuestLogin, UpdateVmRequest,
-};
-use porthole_core::{Action, Limits, Usage, VmState};
-use porthole_store::vms::VmRecord;
+use porthole_api::{AddSshKeyRequest, CreateTokenRequest, CreateVmRequest, UpdateVmRequest};
+use porthole_core::{Action, BootOrder};
 use serde::Deserialize;
 
+use super::pages::portal::{
+    ActionButton, CreatedPage, ExternalView, HomePage, JobView, KeyView, NewVmForm, NewVmPage,
+    ProfilePage, SnapshotView, TokenView, VmPage, VmView, key_label,
+};
+use super::pages::{Chrome, Flash, Meter};
+use super::{WebUser, after, encode, page, redirect};
 use crate::app::{App, AppState};
-use crate::controllers::csrf::CsrfForm;
-use crate::controllers::web::{Chrome, Flash, WebUser, after, page, redirect};
 use crate::error::ApiError;
-use crate::extract::Caller;
-use crate::services::auth::from_millis;
-use crate::services::vms::{self, boot_order, parse_vm_id, visible_vm};
-use crate::services::{auth, ssh_keys};
+use crate::extract::CsrfForm;
+use crate::services::caller::Caller;
+use crate::services::consoles::external;
+use crate::services::vms::{self, parse_vm_id};
+use crate::services::{auth, images, jobs, ssh_keys};
 
-/// One resource against its limit, drawn as a bar.
-pub(crate) struct Meter {
-    pub label: &'static str,
-    pub text: String,
-    /// 0 to 100.
-    pub percent: u64,
-    pub full: bool,
-}
-
-impl Meter {
-    pub(crate) fn new(label: &'static str, used: u64, limit: u64, unit: &str) -> Self {
-        let percent = used
-            .saturating_mul(100)
-            .checked_div(limit)
-            .map_or(100, |p| p.min(100));
-        Self {
-            label,
-            text: format!("{used} of {limit}{unit}"),
-            percent,
-            full: used >= limit,
-        }
-    }
-
-    /// Cores, memory and disk of `usage` against `limits`.
-    pub(crate) fn all(usage: Usage, limits: Limits) -> Vec<Meter> {
-        vec![
-            Meter::new("Cores", usage.cores, limits.cores, ""),
-            Meter::new("Memory", usage.memory_mib, limits.memory_mib, " MiB"),
-            Meter::new("Disk", usage.disk_gib, limits.disk_gib, " GiB"),
-        ]
-    }
-}
-
-/// A VM as the pages show it.
-pub(crate) struct VmView {
-    pub id: String,
-    pub name: String,
-    pub state: String,
-    pub cores: u32,
-    pub memory_mib: u64,
-    pub disk_gib: u64,
-    pub node: String,
-    pub owner: String,
-    pub source: String,
-    pub cdrom: String,
-    pub boot_cdrom: bool,
-    pub expires: String,
-    pub exempt: bool,
-    pub job: Option<String>,
-    pub consoles_open: bool,
-}
-
-impl VmView {
-    pub(crate) fn new(vm: &VmRecord) -> Self {
-        Self {
-            id: vm.id.to_string(),
-            name: vm.name.to_string(),
-            state: vm.state.to_string(),
-            cores: vm.resources.cores,
-            memory_mib: vm.resources.memory_mib,
-            disk_gib: vm.resources.disk_gib,
-            node: vm.node.clone(),
-            owner: vm.owner.clone(),
-            source: match (&vm.template_name, &vm.iso_name) {
-                (Some(t), _) => format!("template {t}"),
-                (None, Some(i)) => format!("ISO {i}"),
-                (None, None) => "—".into(),
-            },
-            cdrom: vm.cdrom_iso_name.clone().unwrap_or_default(),
-            boot_cdrom: boot_order(vm) == porthole_core::BootOrder::Cdrom,
-            expires: match (vm.expiry_exempt, vm.expires_at) {
-                (true, _) => "never (exempt)".into(),
-                (false, Some(at)) => from_millis(at).format("%Y-%m-%d %H:%M UTC").to_string(),
-                (false, None) => "never".into(),
-            },
-            exempt: vm.expiry_exempt,
-            job: vm.job_id.map(|j| j.to_string()),
-            consoles_open: matches!(vm.state, VmState::Running | VmState::Paused),
-        }
-    }
-}
-
-#[derive(Template)]
-#[template(path = "home.html")]
-struct HomePage {
-    chrome: Chrome,
-    meters: Vec<Meter>,
-    vms: Vec<VmView>,
-    externals: Vec<ExternalView>,
-}
-
-struct ExternalView {
-    id: String,
-    name: String,
-    kind: &'static str,
-    address: String,
-}
+/// How many of a VM's jobs its page shows.
+const VM_PAGE_JOBS: u32 = 8;
 
 /// `GET /vms`: the user's VMs (every VM for admins), their usage against their limits, and
 /// the other consoles granted to them.
@@ -131,25 +36,15 @@ pub async fn home(
     if app.config.accessor.is_some() {
         return Ok(redirect("/proxmox"));
     }
-    let owner = (!caller.is_admin()).then_some(caller.user.id);
-    let vms = app
-        .store
-        .vms(owner)
+    let vms = vms::list(&app, &caller)
         .await?
         .iter()
-        .map(VmView::new)
+        .map(VmView::from)
         .collect();
-    let externals = app
-        .store
-        .external_consoles(owner)
+    let externals = external::list(&app, &caller)
         .await?
-        .into_iter()
-        .map(|c| ExternalView {
-            id: c.id.to_string(),
-            name: c.name,
-            kind: porthole_store::consoles::console_kind_str(c.protocol.console_kind()),
-            address: c.address,
-        })
+        .iter()
+        .map(ExternalView::from)
         .collect();
     let me = auth::user_view(&app, &caller.user).await?;
     Ok(page(
@@ -163,40 +58,6 @@ pub async fn home(
     ))
 }
 
-/// An action button on the VM page.
-struct ActionButton {
-    action: &'static str,
-    label: &'static str,
-    primary: bool,
-}
-
-struct SnapshotView {
-    name: String,
-    taken: String,
-    memory: bool,
-}
-
-struct JobView {
-    kind: String,
-    state: String,
-    when: String,
-    error: String,
-}
-
-#[derive(Template)]
-#[template(path = "vm.html")]
-struct VmPage {
-    chrome: Chrome,
-    vm: VmView,
-    actions: Vec<ActionButton>,
-    snapshots: Vec<SnapshotView>,
-    can_snapshot: bool,
-    can_rollback: bool,
-    isos: Vec<String>,
-    jobs: Vec<JobView>,
-    lifetime_days: u64,
-}
-
 /// `GET /vms/{id}`.
 pub async fn vm(
     State(app): State<AppState>,
@@ -204,7 +65,8 @@ pub async fn vm(
     Path(id): Path<String>,
     Query(flash): Query<Flash>,
 ) -> Result<Response, ApiError> {
-    let vm = match visible_vm(&app, &caller, parse_vm_id(&id)?).await {
+    let id = parse_vm_id(&id)?;
+    let vm = match vms::show(&app, &caller, id).await {
         Ok(vm) => vm,
         // A delete can finish before its page loads; either way, the list is where to go.
         Err(ApiError::NotFound(_)) => {
@@ -220,64 +82,31 @@ pub async fn vm(
         }
         Err(e) => return Err(e),
     };
-    let buttons = [
-        (Action::Start, "Start", true),
-        (Action::Shutdown, "Shut down", false),
-        (Action::Stop, "Power off", false),
-        (Action::Reset, "Reset", false),
-        (Action::Suspend, "Pause", false),
-        (Action::Resume, "Resume", true),
-    ];
-    let actions = buttons
-        .into_iter()
-        .filter(|(action, ..)| vm.job_id.is_none() && vm.state.after(*action).is_ok())
-        .map(|(action, label, primary)| ActionButton {
-            action: action.as_str(),
-            label,
-            primary,
-        })
-        .collect();
-    let snapshots = vms::snapshots_of(&app, &vm)
+    let snapshots = vms::snapshots(&app, &caller, id)
         .await
         .unwrap_or_default()
         .into_iter()
-        .map(|s| SnapshotView {
-            name: s.name,
-            taken: s.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-            memory: s.includes_memory,
-        })
+        .map(SnapshotView::from)
         .collect();
-    let isos = app
-        .store
-        .isos()
+    let isos = images::isos(&app, &caller)
         .await?
         .into_iter()
-        .filter(|i| i.approved || caller.is_admin())
         .map(|i| i.name)
         .collect();
-    let jobs = app
-        .store
-        .recent_vm_jobs(vm.id, 8)
+    let jobs = jobs::recent_for_vm(&app, &caller, id, VM_PAGE_JOBS)
         .await?
         .into_iter()
-        .map(|j| JobView {
-            kind: j.kind.to_string(),
-            state: j.state.to_string(),
-            when: from_millis(j.created_at)
-                .format("%Y-%m-%d %H:%M:%S UTC")
-                .to_string(),
-            error: j.error.unwrap_or_default(),
-        })
+        .map(JobView::from)
         .collect();
-    let idle = vm.job_id.is_none();
+    let idle = vm.job.is_none();
     Ok(page(
         StatusCode::OK,
         &VmPage {
             chrome: Chrome::signed_in(&app, &caller).with(flash),
             can_snapshot: idle && vm.state.after(Action::Snapshot).is_ok(),
             can_rollback: idle && vm.state.after(Action::Rollback).is_ok(),
-            vm: VmView::new(&vm),
-            actions,
+            actions: ActionButton::allowed(&vm),
+            vm: VmView::from(&vm),
             snapshots,
             isos,
             jobs,
@@ -287,7 +116,7 @@ pub async fn vm(
 }
 
 fn vm_path(id: &str) -> String {
-    format!("/vms/{}", crate::controllers::web::encode(id))
+    format!("/vms/{}", encode(id))
 }
 
 /// A power action's form.
@@ -364,25 +193,22 @@ pub async fn edit(
 ) -> Response {
     let result = async {
         let id = parse_vm_id(&id)?;
-        let vm = visible_vm(&app, &form.caller, id).await?;
+        let vm = vms::show(&app, &form.caller, id).await?;
         let fields = &form.form;
         let keep = |value: Option<u64>, old: u64| value.filter(|v| *v != old);
         let request = UpdateVmRequest {
-            cores: number::<u32>("cores", &fields.cores)?.filter(|c| *c != vm.resources.cores),
-            memory_mib: keep(
-                number("memory_mib", &fields.memory_mib)?,
-                vm.resources.memory_mib,
-            ),
-            disk_gib: keep(number("disk_gib", &fields.disk_gib)?, vm.resources.disk_gib),
+            cores: number::<u32>("cores", &fields.cores)?.filter(|c| *c != vm.cores),
+            memory_mib: keep(number("memory_mib", &fields.memory_mib)?, vm.memory_mib),
+            disk_gib: keep(number("disk_gib", &fields.disk_gib)?, vm.disk_gib),
             expiry_exempt: None,
-            cdrom: (fields.cdrom != vm.cdrom_iso_name.clone().unwrap_or_default())
+            cdrom: (fields.cdrom != vm.cdrom.clone().unwrap_or_default())
                 .then(|| fields.cdrom.clone()),
             boot_order: match fields.boot.as_str() {
-                "cdrom" => Some(porthole_core::BootOrder::Cdrom),
-                "disk" => Some(porthole_core::BootOrder::Disk),
+                "cdrom" => Some(BootOrder::Cdrom),
+                "disk" => Some(BootOrder::Disk),
                 _ => None,
             }
-            .filter(|o| *o != boot_order(&vm)),
+            .filter(|o| *o != vm.boot_order),
         };
         if request.cores.is_none()
             && request.memory_mib.is_none()
@@ -495,8 +321,8 @@ pub async fn delete(
 ) -> Response {
     let result = async {
         let id = parse_vm_id(&id)?;
-        let vm = visible_vm(&app, &form.caller, id).await?;
-        if form.form.confirm.trim() != vm.name.as_str() {
+        let vm = vms::show(&app, &form.caller, id).await?;
+        if form.form.confirm.trim() != vm.name {
             return Err(ApiError::invalid(
                 "confirm",
                 format!("type the VM's name, {}, to delete it", vm.name),
@@ -513,38 +339,6 @@ pub async fn delete(
     )
 }
 
-#[derive(Template)]
-#[template(path = "new_vm.html")]
-struct NewVmPage {
-    chrome: Chrome,
-    meters: Vec<Meter>,
-    templates: Vec<String>,
-    isos: Vec<String>,
-    keys: Vec<String>,
-    form: NewVmForm,
-    error: Option<String>,
-}
-
-/// The create wizard's fields.
-#[derive(Debug, Default, Deserialize)]
-pub struct NewVmForm {
-    #[serde(default)]
-    name: String,
-    /// `template:NAME` or `iso:NAME`.
-    #[serde(default)]
-    source: String,
-    #[serde(default)]
-    cores: String,
-    #[serde(default)]
-    memory_mib: String,
-    #[serde(default)]
-    disk_gib: String,
-    #[serde(default)]
-    guest_user: String,
-    #[serde(default)]
-    ssh_keys: String,
-}
-
 async fn new_vm_page(
     app: &App,
     caller: &Caller,
@@ -552,28 +346,20 @@ async fn new_vm_page(
     error: Option<String>,
 ) -> Result<Response, ApiError> {
     let me = auth::user_view(app, &caller.user).await?;
-    let templates = app
-        .store
-        .templates()
+    let templates = images::templates(app, caller)
         .await?
         .into_iter()
-        .filter(|t| t.approved || caller.is_admin())
         .map(|t| t.name)
         .collect();
-    let isos = app
-        .store
-        .isos()
+    let isos = images::isos(app, caller)
         .await?
         .into_iter()
-        .filter(|i| i.approved || caller.is_admin())
         .map(|i| i.name)
         .collect();
-    let keys = app
-        .store
-        .ssh_keys(caller.user.id)
+    let keys = ssh_keys::list(app, caller)
         .await?
-        .into_iter()
-        .map(|k| format!("{} ({})", k.name, k.fingerprint))
+        .iter()
+        .map(key_label)
         .collect();
     let status = if error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -606,14 +392,6 @@ pub async fn new_vm(
         ..Default::default()
     };
     new_vm_page(&app, &caller, form, None).await
-}
-
-#[derive(Template)]
-#[template(path = "created.html")]
-struct CreatedPage {
-    chrome: Chrome,
-    vm: VmView,
-    login: Option<GuestLogin>,
 }
 
 /// `POST /vms/new`: creates the VM and shows its guest login, once.
@@ -653,51 +431,17 @@ pub async fn create(
         Err(e) => Err(e),
     };
     match created {
-        Ok(created) => {
-            let vm = app
-                .store
-                .vm(created.vm.id)
-                .await?
-                .ok_or_else(|| ApiError::NotFound("the new VM vanished".into()))?;
-            Ok(page(
-                StatusCode::CREATED,
-                &CreatedPage {
-                    chrome: Chrome::signed_in(&app, &caller),
-                    vm: VmView::new(&vm),
-                    login: created.guest_login,
-                },
-            ))
-        }
+        Ok(created) => Ok(page(
+            StatusCode::CREATED,
+            &CreatedPage {
+                chrome: Chrome::signed_in(&app, &caller),
+                vm: VmView::from(&created.vm),
+                login: created.guest_login,
+            },
+        )),
         Err(e @ ApiError::Internal(_)) => Err(e),
         Err(e) => new_vm_page(&app, &caller, form, Some(e.to_string())).await,
     }
-}
-
-struct KeyView {
-    id: String,
-    name: String,
-    fingerprint: String,
-}
-
-struct TokenView {
-    id: String,
-    label: String,
-    created: String,
-    expires: String,
-    current: bool,
-}
-
-#[derive(Template)]
-#[template(path = "profile.html")]
-struct ProfilePage {
-    chrome: Chrome,
-    email: String,
-    role: String,
-    groups: String,
-    meters: Vec<Meter>,
-    keys: Vec<KeyView>,
-    tokens: Vec<TokenView>,
-    new_token: Option<String>,
 }
 
 async fn profile_page(
@@ -710,23 +454,12 @@ async fn profile_page(
     let keys = ssh_keys::list(app, caller)
         .await?
         .into_iter()
-        .map(|k| KeyView {
-            id: k.id.to_string(),
-            name: k.name,
-            fingerprint: k.fingerprint,
-        })
+        .map(KeyView::from)
         .collect();
-    let when = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
     let tokens = auth::tokens(app, caller)
         .await?
         .into_iter()
-        .map(|t| TokenView {
-            id: t.id.to_string(),
-            label: t.label,
-            created: when(t.created_at),
-            expires: when(t.expires_at),
-            current: t.current,
-        })
+        .map(TokenView::from)
         .collect();
     Ok(page(
         StatusCode::OK,
