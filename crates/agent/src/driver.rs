@@ -16,7 +16,8 @@ use porthole_core::driver::{
     BootOrder, Capacity, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PipedConsole,
     PowerState, Progress, VmDefinition,
 };
-use porthole_core::{Resources, Snapshot, SnapshotName, VmId};
+use porthole_core::node::{Capabilities, NodeKind};
+use porthole_core::{IsoId, Resources, Snapshot, SnapshotName, VmId};
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -329,10 +330,10 @@ impl AgentDriver {
         let text = response.text().await.unwrap_or_default();
         match serde_json::from_str::<WireError>(&text) {
             Ok(wire) => wire.into(),
-            Err(_) => DriverError::Hypervisor {
-                operation: "agent request",
-                message: format!("node {} answered {status}: {text}", self.node),
-            },
+            Err(_) => DriverError::failed(
+                "agent request",
+                format!("node {} answered {status}: {text}", self.node),
+            ),
         }
     }
 
@@ -428,8 +429,13 @@ async fn pump<S>(
 
 #[async_trait]
 impl Driver for AgentDriver {
-    fn kind(&self) -> &'static str {
-        "agent"
+    fn kind(&self) -> NodeKind {
+        NodeKind::Agent
+    }
+
+    /// An agent's host runs the QEMU driver.
+    fn capabilities(&self) -> Capabilities {
+        porthole_qemu::CAPABILITIES
     }
 
     fn capacity(&self) -> Option<Capacity> {
@@ -460,7 +466,7 @@ impl Driver for AgentDriver {
             let chunk = tokio::time::timeout(CREATE_IDLE_TIMEOUT, body.next())
                 .await
                 .map_err(|_| DriverError::Timeout {
-                    operation: "create on the agent",
+                    operation: "create on the agent".into(),
                     seconds: CREATE_IDLE_TIMEOUT.as_secs(),
                 })?;
             let Some(chunk) = chunk else {
@@ -479,10 +485,10 @@ impl Driver for AgentDriver {
                     Ok(CreateEvent::Done) => return Ok(()),
                     Ok(CreateEvent::Failed { error }) => return Err(error.into()),
                     Err(e) => {
-                        return Err(DriverError::Hypervisor {
-                            operation: "create on the agent",
-                            message: format!("node {} sent an unreadable line: {e}", self.node),
-                        });
+                        return Err(DriverError::failed(
+                            "create on the agent",
+                            format!("node {} sent an unreadable line: {e}", self.node),
+                        ));
                     }
                 }
             }
@@ -566,7 +572,7 @@ impl Driver for AgentDriver {
     async fn set_boot_media(
         &self,
         vm: VmId,
-        cdrom: Option<std::path::PathBuf>,
+        cdrom: Option<IsoId>,
         order: BootOrder,
     ) -> Result<(), DriverError> {
         let request = BootMediaRequest { cdrom, order };

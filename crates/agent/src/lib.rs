@@ -6,14 +6,14 @@
 //!   who is on the other end.
 //! - [`wire`]: the messages both sides exchange.
 //! - [`enrol`]: the agent's join token, its stored key and certificate, its link to the plane.
-//! - [`server`] and [`cache`]: the agent's API over its local QEMU driver, and the template
-//!   images it fetches from the plane once.
+//! - [`server`] and [`images`]: the agent's API over its local QEMU driver, and the plane as
+//!   the source its image cache fetches templates and ISOs from, once.
 //! - [`driver`]: the plane's [`Driver`](porthole_core::Driver) for an agent node.
 //! - [`run`]: `porthole agent`.
 
-pub mod cache;
 pub mod driver;
 pub mod enrol;
+pub mod images;
 pub mod pki;
 pub mod run;
 pub mod server;

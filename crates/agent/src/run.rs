@@ -17,7 +17,8 @@ use nix::fcntl::{Flock, FlockArg};
 use porthole_qemu::{Accel, QemuConfig, QemuDriver};
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::TemplateCache;
+use porthole_image_cache::ImageCache;
+
 use crate::enrol::{self, EnrolError, Enrolment, JoinToken, PlaneLink};
 use crate::pki::{self, PLANE_IDENTITY};
 use crate::server::{self, AgentService};
@@ -111,18 +112,16 @@ pub async fn run(
         }
     };
     let (vms, templates, isos) = enrol::data_paths(&dir);
+    let images = Arc::new(ImageCache::new(templates, isos, Arc::clone(&link) as _));
     let driver = QemuDriver::open(QemuConfig {
         root: vms.clone(),
         qemu: options.qemu.clone(),
         accel,
+        images: Arc::clone(&images) as _,
     })
     .await
     .map_err(|e| anyhow::anyhow!("opening the QEMU node: {e}"))?;
-    let service = AgentService::new(
-        Arc::new(driver),
-        TemplateCache::new(templates, isos, Arc::clone(&link)),
-        vms,
-    );
+    let service = AgentService::new(Arc::new(driver), images, vms);
 
     let ca = pki::first_cert_der(&enrolment.ca_pem)?;
     let slot = CertSlot::new(&enrolment.identity()?)?;

@@ -18,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::{SinkExt, StreamExt};
-use porthole_core::driver::NoProgress;
 use porthole_core::driver::{
     BootMedia, ConsoleEndpoint, ConsoleKind, Driver, DriverError, Progress, SharedConsole,
     VmDefinition,
@@ -30,10 +29,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
-use crate::cache::TemplateCache;
+use porthole_image_cache::ImageCache;
+
 use crate::wire::{
-    BootMediaRequest, ConsoleControl, CreateEvent, Health, ShutdownRequest, VNC_PASSWORD_HEADER,
-    WireError,
+    BootMediaRequest, Cached, ConsoleControl, CreateEvent, Health, ShutdownRequest,
+    VNC_PASSWORD_HEADER, WireError,
 };
 
 /// How long connecting to a local console socket may take.
@@ -45,16 +45,16 @@ const CHUNK: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct AgentService {
     driver: Arc<dyn Driver>,
-    templates: TemplateCache,
+    images: Arc<ImageCache>,
     vms: PathBuf,
 }
 
 impl AgentService {
-    /// The service for `driver`, whose VMs live in `vms`, fetching images into `templates`.
-    pub fn new(driver: Arc<dyn Driver>, templates: TemplateCache, vms: PathBuf) -> Arc<Self> {
+    /// The service for `driver`, whose VMs live in `vms` and boot from `images`.
+    pub fn new(driver: Arc<dyn Driver>, images: Arc<ImageCache>, vms: PathBuf) -> Arc<Self> {
         Arc::new(Self {
             driver,
-            templates,
+            images,
             vms,
         })
     }
@@ -68,7 +68,7 @@ impl AgentService {
         let users = self.definitions().iter().filter(|def| uses(def)).count();
         if users > 0 {
             return Err(Failed(DriverError::Conflict {
-                operation,
+                operation: operation.into(),
                 reason: format!("{users} VMs on this host use the image"),
             }));
         }
@@ -152,7 +152,10 @@ async fn health(State(agent): Shared) -> Answer<Health> {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         capacity: agent.driver.capacity().unwrap_or_default(),
         inventory: agent.driver.inventory().await?,
-        cached: agent.templates.cached(),
+        cached: Cached {
+            templates: agent.images.cached_templates(),
+            isos: agent.images.cached_isos(),
+        },
     }))
 }
 
@@ -172,7 +175,7 @@ async fn power(State(agent): Shared, Path((id, action)): Path<(VmId, String)>) -
         "reset" => driver.reset(id).await?,
         "suspend" => driver.suspend(id).await?,
         "resume" => driver.resume(id).await?,
-        _ => return Err(Failed(DriverError::Unsupported("this power action"))),
+        _ => return Err(Failed(DriverError::Unsupported("this power action".into()))),
     }
     Ok(Json(()))
 }
@@ -238,18 +241,15 @@ async fn evict_template(State(agent): Shared, Path(id): Path<TemplateId>) -> Ans
         "dropping a cached template",
         |def| matches!(&def.boot, BootMedia::Template { id: used, .. } if *used == id),
     )?;
-    Ok(Json(agent.templates.evict_template(id).await?))
+    Ok(Json(agent.images.evict_template(id).await?))
 }
 
 /// Drops a cached ISO no VM on this host boots from or has in its drive.
 async fn evict_iso(State(agent): Shared, Path(id): Path<IsoId>) -> Answer<()> {
-    let name = format!("{id}.iso");
-    let uses = |path: &std::path::Path| path.file_name().is_some_and(|n| n == name.as_str());
     agent.refuse_if_used("dropping a cached ISO", |def| {
-        matches!(&def.boot, BootMedia::Iso { path, .. } if uses(path))
-            || def.cdrom.as_deref().is_some_and(uses)
+        matches!(&def.boot, BootMedia::Iso { id: used } if *used == id) || def.cdrom == Some(id)
     })?;
-    Ok(Json(agent.templates.evict_iso(id).await?))
+    Ok(Json(agent.images.evict_iso(id).await?))
 }
 
 /// Creates a VM, streaming [`CreateEvent`]s as JSON lines: progress while a template image
@@ -259,11 +259,7 @@ async fn create(State(agent): Shared, Json(def): Json<VmDefinition>) -> Response
     let (events, stream) = mpsc::unbounded_channel::<CreateEvent>();
     tokio::spawn(async move {
         let progress = ChannelProgress::new(events.clone());
-        let outcome = async {
-            let def = localise(&agent.templates, def, &progress).await?;
-            agent.driver.create(&def, &progress).await
-        }
-        .await;
+        let outcome = agent.driver.create(&def, &progress).await;
         let last = match outcome {
             Ok(()) => CreateEvent::Done,
             Err(e) => CreateEvent::Failed {
@@ -289,67 +285,17 @@ fn tokio_stream_of<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
 
-/// The definition with the plane's image paths replaced by this host's cached copies,
-/// fetching them first if this is the first VM on the host that needs them.
-async fn localise(
-    templates: &TemplateCache,
-    mut def: VmDefinition,
-    progress: &dyn Progress,
-) -> Result<VmDefinition, DriverError> {
-    match &mut def.boot {
-        BootMedia::Template {
-            id,
-            disk,
-            kernel,
-            initrd,
-            ..
-        } => {
-            let cached = templates
-                .ensure(*id, kernel.is_some(), initrd.is_some(), progress)
-                .await?;
-            *disk = cached.disk;
-            *kernel = cached.kernel;
-            *initrd = cached.initrd;
-        }
-        BootMedia::Iso { id, path } => *path = templates.ensure_iso(*id, progress).await?,
-        BootMedia::NodeTemplate { .. } => {
-            return Err(DriverError::Unsupported("templates kept by the node"));
-        }
-    }
-    def.cdrom = localise_cdrom(templates, def.cdrom, progress).await?;
-    Ok(def)
-}
-
-/// The local copy of the ISO the plane keeps at `cdrom` (named `ISO-ID.iso` there).
-async fn localise_cdrom(
-    templates: &TemplateCache,
-    cdrom: Option<PathBuf>,
-    progress: &dyn Progress,
-) -> Result<Option<PathBuf>, DriverError> {
-    let Some(path) = cdrom else {
-        return Ok(None);
-    };
-    let id: IsoId = path
-        .file_stem()
-        .and_then(|stem| stem.to_str())
-        .and_then(|stem| stem.parse().ok())
-        .ok_or_else(|| {
-            DriverError::BadImage(format!("{} is not an ISO the plane keeps", path.display()))
-        })?;
-    Ok(Some(templates.ensure_iso(id, progress).await?))
-}
-
-/// A change of CD-ROM and boot order, fetching the ISO first if this host lacks it.
+/// A change of CD-ROM and boot order; the driver fetches the ISO first if this host lacks
+/// it.
 async fn boot_media(
     State(agent): Shared,
     Path(id): Path<VmId>,
     Json(request): Json<BootMediaRequest>,
 ) -> Answer<()> {
-    let cdrom = localise_cdrom(&agent.templates, request.cdrom, &NoProgress).await?;
     Ok(Json(
         agent
             .driver
-            .set_boot_media(id, cdrom, request.order)
+            .set_boot_media(id, request.cdrom, request.order)
             .await?,
     ))
 }
@@ -395,7 +341,7 @@ async fn console(
             let stream = tokio::time::timeout(CONSOLE_CONNECT_TIMEOUT, UnixStream::connect(&path))
                 .await
                 .map_err(|_| DriverError::Timeout {
-                    operation: "console connect",
+                    operation: "console connect".into(),
                     seconds: CONSOLE_CONNECT_TIMEOUT.as_secs(),
                 })?
                 .map_err(|e| DriverError::io(format!("connecting to {}", path.display()), e))?;
@@ -411,7 +357,9 @@ async fn console(
             let driver = Arc::clone(&agent.driver);
             Ok(upgrade.on_upgrade(move |socket| relay_shared(socket, shared, driver, id)))
         }
-        _ => Err(Failed(DriverError::Unsupported("this kind of console"))),
+        _ => Err(Failed(DriverError::Unsupported(
+            "this kind of console".into(),
+        ))),
     }
 }
 

@@ -5,10 +5,9 @@
 //! crosses the wire as a [`WireError`] and comes out as the same [`DriverError`] variant, so
 //! the plane answers users exactly as it would for a local VM.
 
-use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::borrow::Cow;
 
-use porthole_core::driver::{Capacity, DriverError, PowerState};
+use porthole_core::driver::{Capacity, DriverError, Name, PowerState, Reported};
 use porthole_core::{SpecError, VmId};
 use serde::{Deserialize, Serialize};
 
@@ -68,11 +67,11 @@ pub struct ShutdownRequest {
     pub timeout_secs: u64,
 }
 
-/// A change of a VM's CD-ROM (the plane's path of the ISO, or none) and boot order.
+/// A change of a VM's CD-ROM (an ISO, or none) and boot order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BootMediaRequest {
-    /// The ISO as the plane keeps it; the agent uses its own cached copy.
-    pub cdrom: Option<std::path::PathBuf>,
+    /// The ISO; the agent fetches it into its cache if it has no copy yet.
+    pub cdrom: Option<porthole_core::IsoId>,
     /// Disk or CD-ROM first.
     pub order: porthole_core::BootOrder,
 }
@@ -205,16 +204,18 @@ impl From<&DriverError> for WireError {
                 ..wire(ErrorKind::NotFound, None, String::new())
             },
             DriverError::BadImage(why) => wire(ErrorKind::BadImage, None, why.clone()),
-            DriverError::Hypervisor { operation, message } => {
-                wire(ErrorKind::Hypervisor, Some(operation), message.clone())
-            }
+            DriverError::Hypervisor { operation, cause } => wire(
+                ErrorKind::Hypervisor,
+                Some(operation),
+                porthole_core::error_chain(cause.as_ref()),
+            ),
             DriverError::Timeout { operation, seconds } => WireError {
                 seconds: Some(*seconds),
                 ..wire(ErrorKind::Timeout, Some(operation), String::new())
             },
             DriverError::Unreachable(why) => wire(ErrorKind::Unreachable, None, why.clone()),
             DriverError::Invalid(spec) => {
-                wire(ErrorKind::Invalid, Some(spec.field), spec.problem.clone())
+                wire(ErrorKind::Invalid, Some(&spec.field), spec.problem.clone())
             }
             DriverError::Conflict { operation, reason } => {
                 wire(ErrorKind::Conflict, Some(operation), reason.clone())
@@ -232,16 +233,14 @@ impl From<&DriverError> for WireError {
 
 impl From<WireError> for DriverError {
     fn from(wire: WireError) -> Self {
-        let name = || intern(wire.name.as_deref().unwrap_or("operation"));
+        let name =
+            || -> Name { Cow::Owned(wire.name.clone().unwrap_or_else(|| "operation".into())) };
         let vm = wire.vm.unwrap_or_else(|| VmId::from(uuid::Uuid::nil()));
         match wire.kind {
             ErrorKind::Unsupported => DriverError::Unsupported(name()),
             ErrorKind::NotFound => DriverError::NotFound(vm),
             ErrorKind::BadImage => DriverError::BadImage(wire.message),
-            ErrorKind::Hypervisor => DriverError::Hypervisor {
-                operation: name(),
-                message: wire.message,
-            },
+            ErrorKind::Hypervisor => DriverError::hypervisor(name(), Reported(wire.message)),
             ErrorKind::Timeout => DriverError::Timeout {
                 operation: name(),
                 seconds: wire.seconds.unwrap_or(0),
@@ -256,30 +255,9 @@ impl From<WireError> for DriverError {
                 vm,
                 name: wire.name.unwrap_or_default(),
             },
-            ErrorKind::Io => DriverError::Hypervisor {
-                operation: "file operation on the agent",
-                message: wire.message,
-            },
+            ErrorKind::Io => DriverError::failed("file operation on the agent", wire.message),
         }
     }
-}
-
-/// The `'static` copy of an operation or field name an agent sent. Drivers name operations
-/// from a small fixed set, so the set of copies stays small; past a bound, names are
-/// replaced by a generic one rather than kept.
-fn intern(name: &str) -> &'static str {
-    const MAX_NAMES: usize = 256;
-    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
-    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(known) = names.get(name) {
-        return known;
-    }
-    if names.len() >= MAX_NAMES {
-        return "operation";
-    }
-    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    names.insert(leaked);
-    leaked
 }
 
 #[cfg(test)]
@@ -290,20 +268,17 @@ mod tests {
     fn driver_errors_cross_the_wire_unchanged() {
         let vm = VmId::random();
         let errors = [
-            DriverError::Unsupported("snapshots"),
+            DriverError::Unsupported("snapshots".into()),
             DriverError::NotFound(vm),
             DriverError::BadImage("not qcow2".into()),
-            DriverError::Hypervisor {
-                operation: "start",
-                message: "qemu exited".into(),
-            },
+            DriverError::failed("start", "qemu exited"),
             DriverError::Timeout {
-                operation: "shutdown",
+                operation: "shutdown".into(),
                 seconds: 30,
             },
             DriverError::Invalid(SpecError::new("cloud_init", "bad user")),
             DriverError::Conflict {
-                operation: "snapshot rollback",
+                operation: "snapshot rollback".into(),
                 reason: "stop it first".into(),
             },
             DriverError::SnapshotNotFound {
@@ -315,15 +290,11 @@ mod tests {
             let json = serde_json::to_string(&WireError::from(&error)).unwrap();
             let back = DriverError::from(serde_json::from_str::<WireError>(&json).unwrap());
             assert_eq!(back.to_string(), error.to_string(), "{json}");
+            assert_eq!(
+                porthole_core::error_chain(&back),
+                porthole_core::error_chain(&error),
+                "{json}"
+            );
         }
-    }
-
-    #[test]
-    fn interned_names_are_bounded() {
-        for i in 0..300 {
-            let _ = intern(&format!("name-{i}"));
-        }
-        assert_eq!(intern("name-never-seen"), "operation");
-        assert_eq!(intern("name-1"), "name-1");
     }
 }

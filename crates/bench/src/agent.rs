@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
-use porthole_agent::cache::TemplateCache;
 use porthole_agent::driver::{AgentDriver, Heartbeat};
 use porthole_agent::enrol::{Enrolment, PlaneLink};
 use porthole_agent::pki::{self, CertificateAuthority};
@@ -34,6 +33,8 @@ use porthole_core::driver::{
     ConsoleEndpoint, ConsoleKind, Driver, DriverError, PipedConsole, PowerState, Progress,
     VmDefinition,
 };
+use porthole_core::node::{Capabilities, ImageHome, NodeKind};
+use porthole_image_cache::ImageCache;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
@@ -138,8 +139,20 @@ struct SocketNode {
 
 #[async_trait]
 impl Driver for SocketNode {
-    fn kind(&self) -> &'static str {
-        "bench"
+    fn kind(&self) -> NodeKind {
+        NodeKind::Agent
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            images: ImageHome::Plane,
+            resize: false,
+            live_disk_growth: false,
+            snapshots: false,
+            boot_media: false,
+            consoles: &[ConsoleKind::Vnc, ConsoleKind::Serial],
+            console_output: false,
+        }
     }
 
     async fn create(
@@ -147,39 +160,39 @@ impl Driver for SocketNode {
         _def: &VmDefinition,
         _progress: &dyn Progress,
     ) -> Result<(), DriverError> {
-        Err(DriverError::Unsupported("creating VMs"))
+        Err(DriverError::Unsupported("creating VMs".into()))
     }
 
     async fn start(&self, _vm: VmId) -> Result<(), DriverError> {
-        Err(DriverError::Unsupported("power actions"))
+        Err(DriverError::Unsupported("power actions".into()))
     }
 
     async fn stop(&self, _vm: VmId) -> Result<(), DriverError> {
-        Err(DriverError::Unsupported("power actions"))
+        Err(DriverError::Unsupported("power actions".into()))
     }
 
     async fn shutdown(&self, _vm: VmId, _timeout: Duration) -> Result<(), DriverError> {
-        Err(DriverError::Unsupported("power actions"))
+        Err(DriverError::Unsupported("power actions".into()))
     }
 
     async fn reset(&self, _vm: VmId) -> Result<(), DriverError> {
-        Err(DriverError::Unsupported("power actions"))
+        Err(DriverError::Unsupported("power actions".into()))
     }
 
     async fn suspend(&self, _vm: VmId) -> Result<(), DriverError> {
-        Err(DriverError::Unsupported("power actions"))
+        Err(DriverError::Unsupported("power actions".into()))
     }
 
     async fn resume(&self, _vm: VmId) -> Result<(), DriverError> {
-        Err(DriverError::Unsupported("power actions"))
+        Err(DriverError::Unsupported("power actions".into()))
     }
 
     async fn delete(&self, _vm: VmId) -> Result<(), DriverError> {
-        Err(DriverError::Unsupported("deleting VMs"))
+        Err(DriverError::Unsupported("deleting VMs".into()))
     }
 
     async fn status(&self, _vm: VmId) -> Result<PowerState, DriverError> {
-        Err(DriverError::Unsupported("VM status"))
+        Err(DriverError::Unsupported("VM status".into()))
     }
 
     async fn inventory(&self) -> Result<Vec<(VmId, PowerState)>, DriverError> {
@@ -230,7 +243,7 @@ async fn start_hop(dir: &Path, node: SocketNode) -> anyhow::Result<Hop> {
     for empty in [&vms, &templates, &isos] {
         std::fs::create_dir_all(empty)?;
     }
-    let cache = TemplateCache::new(templates, isos, link);
+    let cache = Arc::new(ImageCache::new(templates, isos, link));
     let service = AgentService::new(Arc::new(node), cache, vms);
     let auth = ClientAuth::Required {
         name: pki::PLANE_IDENTITY.into(),

@@ -8,6 +8,7 @@
 //! Optional capabilities have default bodies that return [`DriverError::Unsupported`], so a
 //! backend implements only what its hypervisor can do.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tokio::sync::broadcast;
 
 use crate::cloud_init::CloudInit;
 use crate::ids::{IsoId, TemplateId, VmId};
+use crate::node::{Capabilities, NodeKind};
 use crate::snapshot::{Snapshot, SnapshotName};
 use crate::spec::{Resources, SpecError, VmName};
 
@@ -88,24 +90,26 @@ pub struct VmDefinition {
     pub cloud_init: Option<CloudInit>,
     /// The owner's username; nodes that group VMs by user (a Proxmox pool) use it.
     pub owner: Option<String>,
-    /// An ISO image in the VM's CD-ROM drive, such as an installer for a VM made from a
+    /// The ISO in the VM's CD-ROM drive, such as an installer for a VM made from a
     /// template. For a [`BootMedia::Iso`] VM, `None` leaves its installer ISO in the drive.
-    pub cdrom: Option<PathBuf>,
+    pub cdrom: Option<IsoId>,
     /// Whether the disk or the CD-ROM boots first; see [`BootOrder`].
     pub boot_order: BootOrder,
 }
 
-/// [`VmDefinition`] as stored, where later fields may be missing.
+/// [`VmDefinition`] as stored, where later fields may be missing and images may still be
+/// named by the plane's paths, as versions before image identities stored them.
 #[derive(Deserialize)]
 struct StoredDefinition {
     id: VmId,
     name: VmName,
     resources: Resources,
-    boot: BootMedia,
+    boot: StoredBootMedia,
     #[serde(default)]
     cloud_init: Option<CloudInit>,
+    /// An ISO id, or the plane's path of one (`…/isos/ID.iso`).
     #[serde(default)]
-    cdrom: Option<PathBuf>,
+    cdrom: Option<String>,
     #[serde(default)]
     boot_order: Option<BootOrder>,
     #[serde(default)]
@@ -114,20 +118,27 @@ struct StoredDefinition {
 
 impl From<StoredDefinition> for VmDefinition {
     fn from(stored: StoredDefinition) -> Self {
+        let boot = BootMedia::from(stored.boot);
         let boot_order = stored
             .boot_order
-            .unwrap_or_else(|| stored.boot.default_boot_order());
+            .unwrap_or_else(|| boot.default_boot_order());
         VmDefinition {
             id: stored.id,
             name: stored.name,
             resources: stored.resources,
-            boot: stored.boot,
+            boot,
             cloud_init: stored.cloud_init,
-            cdrom: stored.cdrom,
+            cdrom: stored.cdrom.as_deref().and_then(iso_id_of),
             boot_order,
             owner: stored.owner,
         }
     }
+}
+
+/// The ISO an old definition names by the plane's path (`…/isos/ID.iso`), or a new one by id.
+fn iso_id_of(stored: &str) -> Option<IsoId> {
+    let name = stored.rsplit('/').next().unwrap_or(stored);
+    name.strip_suffix(".iso").unwrap_or(name).parse().ok()
 }
 
 /// Which of a VM's boot devices the firmware tries first. If the first has nothing bootable
@@ -145,32 +156,24 @@ pub enum BootOrder {
     Cdrom,
 }
 
-/// What a VM boots from.
+/// What a VM boots from, with every image named by its identity.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", from = "StoredBootMedia")]
 pub enum BootMedia {
-    /// A copy-on-write clone of a template's base disk, optionally booted directly from a
-    /// kernel and initrd.
+    /// A copy-on-write clone of a template's base disk, optionally booted directly from the
+    /// template's kernel and initrd.
     Template {
         /// The template.
         id: TemplateId,
-        /// Its base disk image, which the VM's disk is layered on and never writes to.
-        disk: PathBuf,
-        /// The base disk's format.
+        /// Its base disk's format.
         format: DiskFormat,
-        /// A kernel for direct boot.
-        kernel: Option<PathBuf>,
-        /// An initrd for direct boot.
-        initrd: Option<PathBuf>,
-        /// The kernel command line for direct boot.
-        cmdline: Option<String>,
+        /// Its kernel boots the VM directly, if it has one.
+        direct_boot: Option<DirectBoot>,
     },
     /// A blank disk, with an installer ISO in the CD-ROM drive.
     Iso {
         /// The ISO.
         id: IsoId,
-        /// The ISO image file.
-        path: PathBuf,
     },
     /// A clone of a template the node itself keeps, named in the node's own terms: a
     /// Proxmox template VM's id, for example. Only nodes of that kind can use it.
@@ -178,6 +181,66 @@ pub enum BootMedia {
         /// The node's name for the template.
         reference: String,
     },
+}
+
+/// How a template with a kernel boots: the kernel, with its initrd if it has one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectBoot {
+    /// Whether the template has an initrd.
+    pub initrd: bool,
+    /// The kernel command line.
+    pub cmdline: Option<String>,
+}
+
+/// [`BootMedia`] as stored: versions before image identities named the plane's files.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum StoredBootMedia {
+    Template {
+        id: TemplateId,
+        format: DiskFormat,
+        #[serde(default)]
+        direct_boot: Option<DirectBoot>,
+        /// Before identities: the kernel's path, if it boots directly.
+        #[serde(default)]
+        kernel: Option<PathBuf>,
+        #[serde(default)]
+        initrd: Option<PathBuf>,
+        #[serde(default)]
+        cmdline: Option<String>,
+    },
+    Iso {
+        id: IsoId,
+    },
+    NodeTemplate {
+        reference: String,
+    },
+}
+
+impl From<StoredBootMedia> for BootMedia {
+    fn from(stored: StoredBootMedia) -> Self {
+        match stored {
+            StoredBootMedia::Template {
+                id,
+                format,
+                direct_boot,
+                kernel,
+                initrd,
+                cmdline,
+            } => BootMedia::Template {
+                id,
+                format,
+                direct_boot: direct_boot.or_else(|| {
+                    kernel.map(|_| DirectBoot {
+                        initrd: initrd.is_some(),
+                        cmdline,
+                    })
+                }),
+            },
+            StoredBootMedia::Iso { id } => BootMedia::Iso { id },
+            StoredBootMedia::NodeTemplate { reference } => BootMedia::NodeTemplate { reference },
+        }
+    }
 }
 
 impl BootMedia {
@@ -296,6 +359,13 @@ impl Progress for NoProgress {
     fn update(&self, _fraction: f32, _step: &str) {}
 }
 
+/// The name of an operation, a capability or a field in a [`DriverError`]: usually a
+/// literal, owned when it came over the wire.
+pub type Name = Cow<'static, str>;
+
+/// What caused a failure, as the hypervisor's or transport's own error type.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a driver operation failed.
 ///
 /// Messages follow one convention: they say what failed, and the cause is reachable through
@@ -303,9 +373,10 @@ impl Progress for NoProgress {
 /// and `Unreachable` may succeed when retried; the others will fail the same way again.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    /// The node's backend cannot do this at all.
+    /// The node's backend cannot do this at all. The plane asks [`Driver::capabilities`]
+    /// first, so users meet this only through a driver that misreports them.
     #[error("{0} is not supported by this node")]
-    Unsupported(&'static str),
+    Unsupported(Name),
     /// The driver has no VM with this id.
     #[error("VM {0} does not exist on this node")]
     NotFound(VmId),
@@ -313,18 +384,19 @@ pub enum DriverError {
     #[error("unusable image: {0}")]
     BadImage(String),
     /// The hypervisor refused or failed an operation.
-    #[error("{operation} failed: {message}")]
+    #[error("{operation} failed")]
     Hypervisor {
         /// What was attempted, e.g. "start".
-        operation: &'static str,
-        /// What the hypervisor said.
-        message: String,
+        operation: Name,
+        /// What the hypervisor (or the process, protocol or API in between) reported.
+        #[source]
+        cause: Cause,
     },
     /// An operation did not finish in time.
     #[error("{operation} did not finish within {seconds} s")]
     Timeout {
         /// What was attempted.
-        operation: &'static str,
+        operation: Name,
         /// How long was waited.
         seconds: u64,
     },
@@ -338,7 +410,7 @@ pub enum DriverError {
     #[error("{operation} refused: {reason}")]
     Conflict {
         /// What was attempted, e.g. "snapshot rollback".
-        operation: &'static str,
+        operation: Name,
         /// Why, and what to do instead.
         reason: String,
     },
@@ -361,6 +433,11 @@ pub enum DriverError {
     },
 }
 
+/// A cause that is only a message: what a remote side said, or a rule a driver checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Reported(pub String);
+
 impl From<SpecError> for DriverError {
     fn from(error: SpecError) -> Self {
         DriverError::Invalid(error)
@@ -374,6 +451,22 @@ impl DriverError {
             context: context.into(),
             source,
         }
+    }
+
+    /// A [`DriverError::Hypervisor`]: `operation` failed because of `cause`.
+    pub fn hypervisor(
+        operation: impl Into<Name>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        DriverError::Hypervisor {
+            operation: operation.into(),
+            cause: Box::new(cause),
+        }
+    }
+
+    /// A [`DriverError::Hypervisor`] whose cause is only a message.
+    pub fn failed(operation: impl Into<Name>, message: impl Into<String>) -> Self {
+        Self::hypervisor(operation, Reported(message.into()))
     }
 
     /// Whether trying the same call again may succeed.
@@ -397,14 +490,32 @@ pub struct Capacity {
     pub disk_gib: u64,
 }
 
+/// A driver as [`Any`](std::any::Any), so the plane can reach a kind's own type (an agent
+/// node's heartbeats) from the one registry of `Arc<dyn Driver>`.
+pub trait AsAny: std::any::Any + Send + Sync {
+    /// This driver as `Arc<dyn Any>`, for [`Arc::downcast`].
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
+}
+
+impl<T: std::any::Any + Send + Sync> AsAny for T {
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
 /// Runs VMs on one node. See the module docs for the idempotency contract.
 #[async_trait]
-pub trait Driver: Send + Sync + fmt::Debug {
-    /// The backend's name, e.g. `qemu`.
-    fn kind(&self) -> &'static str;
+pub trait Driver: AsAny + fmt::Debug {
+    /// The kind of node it drives.
+    fn kind(&self) -> NodeKind;
 
-    /// What the node can host, if it runs VMs from images the plane keeps; `None` for nodes
-    /// that only clone their own templates (Proxmox) and for nodes that cannot say now.
+    /// What it can do beyond the lifecycle; the plane decides from this, and never calls an
+    /// optional method the capabilities leave out.
+    fn capabilities(&self) -> Capabilities;
+
+    /// What the node can host, for placement among nodes whose VMs come from the plane's
+    /// images ([`ImageHome::Plane`](crate::node::ImageHome::Plane)); `None` when it cannot
+    /// say now (an agent that does not answer).
     fn capacity(&self) -> Option<Capacity> {
         None
     }
@@ -449,32 +560,36 @@ pub trait Driver: Send + Sync + fmt::Debug {
     /// Applies new resources: the disk grows now, cores and memory at the next start.
     async fn resize(&self, vm: VmId, resources: Resources) -> Result<(), DriverError> {
         let _ = (vm, resources);
-        Err(DriverError::Unsupported("resize"))
+        Err(DriverError::Unsupported(Cow::Borrowed("resize")))
     }
 
     /// Checks that the node keeps a template it calls `reference` (see
     /// [`BootMedia::NodeTemplate`]) and returns its disk size in bytes.
     async fn node_template(&self, reference: &str) -> Result<u64, DriverError> {
         let _ = reference;
-        Err(DriverError::Unsupported("templates kept by the node"))
+        Err(DriverError::Unsupported(Cow::Borrowed(
+            "templates kept by the node",
+        )))
     }
 
     /// Where the gateway connects to reach the VM's console.
     async fn console(&self, vm: VmId, kind: ConsoleKind) -> Result<ConsoleEndpoint, DriverError> {
         let _ = (vm, kind);
-        Err(DriverError::Unsupported("consoles"))
+        Err(DriverError::Unsupported(Cow::Borrowed("consoles")))
     }
 
     /// Tells the guest its serial console is now `cols` x `rows` characters.
     async fn resize_console(&self, vm: VmId, cols: u16, rows: u16) -> Result<(), DriverError> {
         let _ = (vm, cols, rows);
-        Err(DriverError::Unsupported("console resizing"))
+        Err(DriverError::Unsupported(Cow::Borrowed("console resizing")))
     }
 
     /// The most recent output of the VM's serial console.
     async fn console_output(&self, vm: VmId) -> Result<Vec<u8>, DriverError> {
         let _ = vm;
-        Err(DriverError::Unsupported("serial console output"))
+        Err(DriverError::Unsupported(Cow::Borrowed(
+            "serial console output",
+        )))
     }
 
     /// Changes the VM's CD-ROM (`None` empties it; see [`VmDefinition::cdrom`]) and boot
@@ -482,24 +597,26 @@ pub trait Driver: Send + Sync + fmt::Debug {
     async fn set_boot_media(
         &self,
         vm: VmId,
-        cdrom: Option<PathBuf>,
+        cdrom: Option<IsoId>,
         order: BootOrder,
     ) -> Result<(), DriverError> {
         let _ = (vm, cdrom, order);
-        Err(DriverError::Unsupported("changing boot media"))
+        Err(DriverError::Unsupported(Cow::Borrowed(
+            "changing boot media",
+        )))
     }
 
     /// Takes a snapshot of the VM's main disk; of a running (or suspended) VM, with its
     /// memory and device state too. A name that is taken is a [`DriverError::Conflict`].
     async fn snapshot_create(&self, vm: VmId, name: &SnapshotName) -> Result<(), DriverError> {
         let _ = (vm, name);
-        Err(DriverError::Unsupported("snapshots"))
+        Err(DriverError::Unsupported(Cow::Borrowed("snapshots")))
     }
 
     /// The VM's snapshots, oldest first.
     async fn snapshots(&self, vm: VmId) -> Result<Vec<Snapshot>, DriverError> {
         let _ = vm;
-        Err(DriverError::Unsupported("snapshots"))
+        Err(DriverError::Unsupported(Cow::Borrowed("snapshots")))
     }
 
     /// Puts the VM back to snapshot `name`. A running VM resumes from the snapshot's memory,
@@ -508,13 +625,13 @@ pub trait Driver: Send + Sync + fmt::Debug {
     /// snapshot's disk and boots from it at the next start.
     async fn snapshot_rollback(&self, vm: VmId, name: &SnapshotName) -> Result<(), DriverError> {
         let _ = (vm, name);
-        Err(DriverError::Unsupported("snapshots"))
+        Err(DriverError::Unsupported(Cow::Borrowed("snapshots")))
     }
 
     /// Deletes snapshot `name`, running or not.
     async fn snapshot_delete(&self, vm: VmId, name: &SnapshotName) -> Result<(), DriverError> {
         let _ = (vm, name);
-        Err(DriverError::Unsupported("snapshots"))
+        Err(DriverError::Unsupported(Cow::Borrowed("snapshots")))
     }
 }
 
@@ -550,7 +667,7 @@ mod tests {
         // What is stored explicitly wins, and a round trip keeps everything.
         let mut def = def;
         def.boot_order = BootOrder::Disk;
-        def.cdrom = Some("/other.iso".into());
+        def.cdrom = Some(IsoId::random());
         def.cloud_init = Some(CloudInit {
             hostname: "h".into(),
             user: "u".into(),
@@ -559,6 +676,38 @@ mod tests {
         });
         let text = serde_json::to_string(&def).unwrap();
         assert!(text.contains(r#""boot_order":"disk""#), "{text}");
+        assert_eq!(serde_json::from_str::<VmDefinition>(&text).unwrap(), def);
+    }
+
+    #[test]
+    fn old_definitions_naming_the_plane_s_files_load_as_identities() {
+        let iso = "2b2c3a1e-8a8e-4a36-9d1f-2b1c1c1d1e1f";
+        let text = stored(
+            r#"{"kind": "template", "id": "0b2c3a1e-8a8e-4a36-9d1f-2b1c1c1d1e1f",
+                "disk": "/d/templates/0b2c3a1e-8a8e-4a36-9d1f-2b1c1c1d1e1f/disk",
+                "format": "raw", "kernel": "/d/t/vmlinuz", "initrd": null,
+                "cmdline": "console=ttyS0"}"#,
+        )
+        .replace(
+            r#""boot": "#,
+            &format!(r#""cdrom": "/d/isos/{iso}.iso", "boot": "#),
+        );
+        let def: VmDefinition = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            def.boot,
+            BootMedia::Template {
+                id: "0b2c3a1e-8a8e-4a36-9d1f-2b1c1c1d1e1f".parse().unwrap(),
+                format: DiskFormat::Raw,
+                direct_boot: Some(DirectBoot {
+                    initrd: false,
+                    cmdline: Some("console=ttyS0".into()),
+                }),
+            }
+        );
+        assert_eq!(def.cdrom, Some(iso.parse().unwrap()));
+        // Written again, it names only identities, and reads back the same.
+        let text = serde_json::to_string(&def).unwrap();
+        assert!(!text.contains("/d/"), "{text}");
         assert_eq!(serde_json::from_str::<VmDefinition>(&text).unwrap(), def);
     }
 
@@ -572,5 +721,10 @@ mod tests {
             name: "x".into(),
         };
         assert!(err.to_string().ends_with("has no snapshot named \"x\""));
+        // A cause is kept as itself, not flattened into the message.
+        let io = std::io::Error::other("qemu exited");
+        let err = DriverError::hypervisor("start", io);
+        assert_eq!(err.to_string(), "start failed");
+        assert_eq!(crate::error_chain(&err), "start failed: qemu exited");
     }
 }

@@ -4,6 +4,7 @@
 //! fails any rule is refused with a [`SpecError`] that names the offending field, and no
 //! state changes.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -25,16 +26,16 @@ pub const MAX_NAME_LEN: usize = 63;
 #[error("{field}: {problem}")]
 pub struct SpecError {
     /// The request field, as it is spelled on the wire.
-    pub field: &'static str,
+    pub field: Cow<'static, str>,
     /// What is wrong with it, phrased so the user knows what to send instead.
     pub problem: String,
 }
 
 impl SpecError {
     /// A rule broken by `field`.
-    pub fn new(field: &'static str, problem: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<Cow<'static, str>>, problem: impl Into<String>) -> Self {
         Self {
-            field,
+            field: field.into(),
             problem: problem.into(),
         }
     }

@@ -90,6 +90,11 @@ impl ApiError {
         }
     }
 
+    /// A request the VM's node cannot carry out, as its capabilities say.
+    pub fn unsupported(what: &str) -> Self {
+        ApiError::conflict(None, format!("{what} is not supported by this VM's node"))
+    }
+
     /// An internal failure with `context`.
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         ApiError::Internal(error.into())
@@ -103,7 +108,7 @@ impl ApiError {
             ApiError::Invalid(e) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_field",
-                Some(e.field.to_owned()),
+                Some(e.field.to_string()),
             ),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
@@ -183,9 +188,7 @@ impl From<StoreError> for ApiError {
 impl From<DriverError> for ApiError {
     fn from(error: DriverError) -> Self {
         match error {
-            DriverError::Unsupported(what) => {
-                ApiError::conflict(None, format!("{what} is not supported by this VM's node"))
-            }
+            DriverError::Unsupported(what) => ApiError::unsupported(&what),
             DriverError::Unreachable(why) => {
                 ApiError::Unavailable(format!("the VM's node is unreachable: {why}"))
             }

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use axum::serve::ListenerExt;
 use nix::fcntl::{Flock, FlockArg};
-use porthole_qemu::{Accel, QemuConfig, QemuDriver};
+use porthole_qemu::Accel;
 use porthole_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -114,22 +114,15 @@ impl Plane {
                 choice.accel
             }
         };
-        let local: Option<Arc<dyn porthole_core::Driver>> = if config.local_node {
-            let qemu = QemuDriver::open(QemuConfig {
-                root: data_dir.join("vms"),
-                qemu: config.qemu.clone(),
-                accel,
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("opening the local QEMU node: {}", chain(&e)))?;
-            Some(Arc::new(qemu))
+        let pki = pki::PlanePki::open(&data_dir)
+            .map_err(|e| anyhow::anyhow!("opening the agents' certificate authority: {e}"))?;
+        let images = library::ImageLibrary::open(&data_dir).context("opening the image library")?;
+        let local = if config.local_node {
+            Some(nodes::qemu::open_local(&data_dir, &config.qemu, accel, &images).await?)
         } else {
             tracing::info!("--no-local-node: this host runs no VMs; agents do");
             None
         };
-        let pki = pki::PlanePki::open(&data_dir)
-            .map_err(|e| anyhow::anyhow!("opening the agents' certificate authority: {e}"))?;
-        let images = library::ImageLibrary::open(&data_dir).context("opening the image library")?;
         let secrets = SecretBox::open(&data_dir.join("secret.key"))?;
         let gateway_metrics = Arc::new(GatewayMetrics::default());
         let mut metrics = Registry::default();

@@ -18,8 +18,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use porthole_core::driver::{DriverError, Progress};
+use porthole_core::image::{ImageFile, ImageFiles};
 use porthole_core::{IsoId, TemplateId};
 use porthole_store::images::TemplateRecord;
 use sha2::{Digest, Sha256};
@@ -98,6 +101,30 @@ impl ImageLibrary {
             dir,
             committed: false,
         })
+    }
+}
+
+/// The built-in node shares the plane's disk: its VMs boot from the library's own files.
+#[async_trait]
+impl ImageFiles for ImageLibrary {
+    async fn path(
+        &self,
+        file: ImageFile,
+        _progress: &dyn Progress,
+    ) -> Result<PathBuf, DriverError> {
+        let path = match file {
+            ImageFile::TemplateDisk(id) => self.template_dir(id).join("disk"),
+            ImageFile::TemplateKernel(id) => self.template_dir(id).join("vmlinuz"),
+            ImageFile::TemplateInitrd(id) => self.template_dir(id).join("initrd"),
+            ImageFile::Iso(id) => self.iso_path(id),
+        };
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(DriverError::BadImage(format!(
+                "the plane keeps no {file} (it was deleted, or never imported)"
+            )))
+        }
     }
 }
 

@@ -4,19 +4,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use porthole_agent::AgentDriver;
 use porthole_core::driver::Driver;
 
 use porthole_core::SpecError;
 
 use crate::error::ApiError;
 
-/// The nodes VMs run on, by name: the built-in local one, and those admins added. Agent
-/// nodes are also kept with their concrete driver, for heartbeats and enrolment.
+/// The nodes VMs run on, by name: the built-in local one, and those admins added. It is the
+/// one registry of drivers; a kind's own driver type (an agent node's, for heartbeats) is
+/// reached from it with [`NodeRegistry::typed`] and [`NodeRegistry::of_type`].
 #[derive(Debug, Default)]
 pub struct NodeRegistry {
     drivers: std::sync::RwLock<BTreeMap<String, Arc<dyn Driver>>>,
-    agents: std::sync::RwLock<BTreeMap<String, Arc<AgentDriver>>>,
 }
 
 impl NodeRegistry {
@@ -82,23 +81,17 @@ impl NodeRegistry {
             .collect()
     }
 
-    /// Every agent node, as of now.
-    pub fn agents(&self) -> Vec<(String, Arc<AgentDriver>)> {
-        self.agents
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+    /// Every node whose driver is a `T` (every agent node, say), as of now.
+    pub fn of_type<T: Driver>(&self) -> Vec<(String, Arc<T>)> {
+        self.read()
             .iter()
-            .map(|(name, driver)| (name.clone(), Arc::clone(driver)))
+            .filter_map(|(name, driver)| Some((name.clone(), downcast::<T>(driver)?)))
             .collect()
     }
 
-    /// Agent node `name`'s driver, if it has joined.
-    pub fn agent(&self, name: &str) -> Option<Arc<AgentDriver>> {
-        self.agents
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+    /// Node `name`'s driver, if it is a `T`.
+    pub fn typed<T: Driver>(&self, name: &str) -> Option<Arc<T>> {
+        self.read().get(name).and_then(downcast::<T>)
     }
 
     /// Adds (or replaces) node `name`.
@@ -109,24 +102,16 @@ impl NodeRegistry {
             .insert(name.to_owned(), driver);
     }
 
-    /// Adds (or replaces) agent node `name`.
-    pub fn insert_agent(&self, name: &str, driver: Arc<AgentDriver>) {
-        self.agents
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_owned(), Arc::clone(&driver));
-        self.insert(name, driver);
-    }
-
     /// Forgets node `name`.
     pub fn remove(&self, name: &str) {
         self.drivers
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
-        self.agents
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
     }
+}
+
+/// `driver` as its own type `T`, if it is one.
+fn downcast<T: Driver>(driver: &Arc<dyn Driver>) -> Option<Arc<T>> {
+    Arc::clone(driver).into_any().downcast::<T>().ok()
 }

@@ -224,7 +224,7 @@ mod tests {
     fn agent(name: &str) -> NodeRecord {
         NodeRecord {
             name: name.into(),
-            kind: "agent".into(),
+            kind: porthole_core::NodeKind::Agent,
             url: String::new(),
             settings: "{}".into(),
             secret_sealed: String::new(),

@@ -1,5 +1,6 @@
 //! Nodes an admin added: how to reach them, with their secret sealed by the plane.
 
+use porthole_core::NodeKind;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -11,8 +12,8 @@ use crate::{Millis, Store, StoreError, changed};
 pub struct NodeRecord {
     /// Its unique name; VMs refer to it.
     pub name: String,
-    /// The backend, e.g. `proxmox`.
-    pub kind: String,
+    /// The kind of node; its settings are read as this kind's only.
+    pub kind: NodeKind,
     /// The API's URL.
     pub url: String,
     /// Non-secret settings as JSON; the plane defines them.
@@ -37,7 +38,11 @@ impl NodeRecord {
     fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
         Ok(Self {
             name: row.try_get("name")?,
-            kind: row.try_get("kind")?,
+            kind: {
+                let kind: String = row.try_get("kind")?;
+                NodeKind::parse(&kind)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown node kind {kind:?}")))?
+            },
             url: row.try_get("url")?,
             settings: row.try_get("settings")?,
             secret_sealed: row.try_get("secret_sealed")?,
@@ -56,7 +61,7 @@ pub(crate) async fn insert_node_row(
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&node.name)
-    .bind(&node.kind)
+    .bind(node.kind.as_str())
     .bind(&node.url)
     .bind(&node.settings)
     .bind(&node.secret_sealed)
@@ -155,7 +160,7 @@ mod tests {
     fn node(name: &str) -> NodeRecord {
         NodeRecord {
             name: name.into(),
-            kind: "proxmox".into(),
+            kind: NodeKind::Proxmox,
             url: "https://pve.example:8006".into(),
             settings: "{}".into(),
             secret_sealed: "sealed".into(),

@@ -18,6 +18,7 @@ use porthole_core::driver::{
     BootMedia, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PowerState, Progress,
     VmDefinition,
 };
+use porthole_core::node::{Capabilities, ImageHome, NodeKind};
 use porthole_core::{Resources, VmId};
 
 use crate::client::{Client, TaskWait};
@@ -94,7 +95,7 @@ impl ProxmoxDriver {
         };
         match self.client.wait_task(&upid, wait).await {
             Ok(TaskOutcome::Ok | TaskOutcome::Warnings(_)) => Ok(()),
-            Ok(TaskOutcome::Failed(message)) => Err(DriverError::Hypervisor { operation, message }),
+            Ok(TaskOutcome::Failed(message)) => Err(DriverError::failed(operation, message)),
             Err(e) => Err(failed(operation, e)),
         }
     }
@@ -164,10 +165,10 @@ impl ProxmoxDriver {
             .into_iter()
             .find_map(|(key, value)| value.as_ref().map(|v| (key, v)))
         else {
-            return Err(DriverError::Hypervisor {
-                operation: "grow the disk",
-                message: "the VM has neither scsi0 nor virtio0".into(),
-            });
+            return Err(DriverError::failed(
+                "grow the disk",
+                "the VM has neither scsi0 nor virtio0",
+            ));
         };
         let current = value
             .split(',')
@@ -240,6 +241,19 @@ fn size_bytes(size: &str) -> u64 {
     digits.parse::<u64>().map_or(0, |n| n << shift)
 }
 
+/// What a Proxmox node can do: its VMs are clones of its own template VMs; PVE grows disks
+/// while they run; snapshots, CD-ROM changes and the serial log are not offered through
+/// porthole yet.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    images: ImageHome::Node,
+    resize: true,
+    live_disk_growth: true,
+    snapshots: false,
+    boot_media: false,
+    consoles: &[ConsoleKind::Vnc, ConsoleKind::Serial],
+    console_output: false,
+};
+
 /// A PVE failure as a driver error: unreachable and timed-out calls keep their retry
 /// meaning; anything else is the hypervisor's refusal.
 fn failed(operation: &'static str, error: Error) -> DriverError {
@@ -248,20 +262,21 @@ fn failed(operation: &'static str, error: Error) -> DriverError {
             DriverError::Unreachable(error.to_string())
         }
         Error::TaskTimeout { .. } => DriverError::Timeout {
-            operation,
+            operation: operation.into(),
             seconds: TASK_TIMEOUT.as_secs(),
         },
-        other => DriverError::Hypervisor {
-            operation,
-            message: other.to_string(),
-        },
+        other => DriverError::hypervisor(operation, other),
     }
 }
 
 #[async_trait]
 impl Driver for ProxmoxDriver {
-    fn kind(&self) -> &'static str {
-        "proxmox"
+    fn kind(&self) -> NodeKind {
+        NodeKind::Proxmox
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
     }
 
     async fn create(&self, def: &VmDefinition, progress: &dyn Progress) -> Result<(), DriverError> {

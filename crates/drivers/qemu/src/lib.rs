@@ -33,11 +33,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use porthole_core::driver::{
-    BootMedia, BootOrder, Capacity, ConsoleEndpoint, ConsoleKind, Driver, DriverError, PowerState,
-    Progress, VmDefinition,
+    BootMedia, BootOrder, Capacity, ConsoleEndpoint, ConsoleKind, Driver, DriverError, NoProgress,
+    PowerState, Progress, VmDefinition,
 };
-use porthole_core::error_chain as chain;
-use porthole_core::ids::VmId;
+use porthole_core::ids::{IsoId, VmId};
+use porthole_core::image::{ImageFile, ImageFiles};
+use porthole_core::node::{Capabilities, ImageHome, NodeKind};
 use porthole_core::snapshot::{Snapshot, SnapshotName};
 use porthole_core::spec::Resources;
 use serde_json::json;
@@ -45,7 +46,7 @@ use serde_json::json;
 pub use accel::{Accel, AccelChoice};
 use control::ConsoleControl;
 use image::{ImageError, SnapshotOp};
-use process::{LaunchError, VmFiles};
+use process::{BootFiles, LaunchError, VmFiles};
 use qmp::{Qmp, QmpError};
 use seed::SeedError;
 use serial::SerialTap;
@@ -66,7 +67,21 @@ pub struct QemuConfig {
     pub qemu: PathBuf,
     /// KVM or TCG; see [`accel::probe`].
     pub accel: Accel,
+    /// Where the files of the plane's templates and ISOs are found on this host: the plane's
+    /// own, or a cache of copies.
+    pub images: Arc<dyn ImageFiles>,
 }
+
+/// What the QEMU driver can do: everything the plane asks of a node.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    images: ImageHome::Plane,
+    resize: true,
+    live_disk_growth: true,
+    snapshots: true,
+    boot_media: true,
+    consoles: &[ConsoleKind::Vnc, ConsoleKind::Serial],
+    console_output: true,
+};
 
 /// What this host has: its CPU threads, its memory, and the size of the file system
 /// under `root`.
@@ -107,16 +122,16 @@ impl QemuDriver {
         create_private_dir(&config.root)?;
         let probe = VmFiles::new(&config.root, VmId::random()).longest_socket_path();
         if probe.as_os_str().len() > process::MAX_SOCKET_PATH {
-            return Err(DriverError::Hypervisor {
-                operation: "open the node",
-                message: format!(
+            return Err(DriverError::failed(
+                "open the node",
+                format!(
                     "the data directory {} is too deep: VM socket paths would be {} bytes, and \
                      unix sockets allow {}; choose a shorter --data-dir",
                     config.root.display(),
                     probe.as_os_str().len(),
                     process::MAX_SOCKET_PATH
                 ),
-            });
+            ));
         }
         let capacity = host_capacity(&config.root);
         let driver = Self {
@@ -222,10 +237,10 @@ impl QemuDriver {
         }
         let mut qmp = Qmp::connect(&files.qmp())
             .await
-            .map_err(|e| qmp_error(operation, &e))?;
+            .map_err(|e| qmp_error(operation, e))?;
         qmp.run(command, arguments)
             .await
-            .map_err(|e| qmp_error(operation, &e))
+            .map_err(|e| qmp_error(operation, e))
     }
 
     /// Whether VM `id`'s QEMU runs (or is suspended).
@@ -282,9 +297,10 @@ impl QemuDriver {
                     .await
                     .map_err(|e| seed_error("start", e))?;
             }
-            process::launch(&self.config.qemu, self.config.accel, &files, &def)
+            let boot = self.boot_files(&def, &NoProgress).await?;
+            process::launch(&self.config.qemu, self.config.accel, &files, &def, &boot)
                 .await
-                .map_err(|e| launch_error(&e))?;
+                .map_err(launch_error)?;
         }
         let tap_is_live = self.taps().get(&id).is_some_and(|tap| tap.is_open());
         if !tap_is_live {
@@ -304,18 +320,70 @@ impl QemuDriver {
         }
         let mut qmp = Qmp::connect(&files.qmp())
             .await
-            .map_err(|e| qmp_error("start", &e))?;
+            .map_err(|e| qmp_error("start", e))?;
         let status = qmp
             .query_status()
             .await
-            .map_err(|e| qmp_error("start", &e))?;
+            .map_err(|e| qmp_error("start", e))?;
         // `prelaunch` is a fresh QEMU started with -S. A VM the user suspended stays paused.
         if status.status == "prelaunch" {
             qmp.run("cont", None)
                 .await
-                .map_err(|e| qmp_error("start", &e))?;
+                .map_err(|e| qmp_error("start", e))?;
         }
         Ok(())
+    }
+
+    /// The files on this host that `def` boots from besides its disk, fetched first if this
+    /// host has no copy yet. An ISO must be an existing file, so a VM is never left unable
+    /// to start.
+    async fn boot_files(
+        &self,
+        def: &VmDefinition,
+        progress: &dyn Progress,
+    ) -> Result<BootFiles, DriverError> {
+        let images = &self.config.images;
+        let cdrom = match process::cdrom(def) {
+            Some(iso) => Some(self.iso(iso, progress).await?),
+            None => None,
+        };
+        let (kernel, initrd) = match &def.boot {
+            BootMedia::Template {
+                id,
+                direct_boot: Some(direct),
+                ..
+            } => {
+                let kernel = images
+                    .path(ImageFile::TemplateKernel(*id), progress)
+                    .await?;
+                let initrd = match direct.initrd {
+                    true => Some(
+                        images
+                            .path(ImageFile::TemplateInitrd(*id), progress)
+                            .await?,
+                    ),
+                    false => None,
+                };
+                (Some(kernel), initrd)
+            }
+            _ => (None, None),
+        };
+        Ok(BootFiles {
+            cdrom,
+            kernel,
+            initrd,
+        })
+    }
+
+    /// ISO `id`'s file on this host, checked to be one.
+    async fn iso(&self, id: IsoId, progress: &dyn Progress) -> Result<PathBuf, DriverError> {
+        let path = self
+            .config
+            .images
+            .path(ImageFile::Iso(id), progress)
+            .await?;
+        check_iso(&path)?;
+        Ok(path)
     }
 
     /// Ends QEMU: `quit` first, SIGKILL if it lingers. Must hold the VM lock.
@@ -332,7 +400,7 @@ impl QemuDriver {
                 process::kill_hard(&pidfile);
                 if !process::wait_for_exit(&pidfile, QUIT_GRACE).await {
                     return Err(DriverError::Timeout {
-                        operation: "stop",
+                        operation: "stop".into(),
                         seconds: 10,
                     });
                 }
@@ -345,8 +413,12 @@ impl QemuDriver {
 
 #[async_trait]
 impl Driver for QemuDriver {
-    fn kind(&self) -> &'static str {
-        "qemu"
+    fn kind(&self) -> NodeKind {
+        NodeKind::Qemu
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        CAPABILITIES
     }
 
     fn capacity(&self) -> Option<Capacity> {
@@ -360,9 +432,29 @@ impl Driver for QemuDriver {
         if let Some(ci) = &def.cloud_init {
             ci.validate()?;
         }
-        if let Some(cdrom) = &def.cdrom {
-            check_iso(cdrom)?;
+        if let BootMedia::NodeTemplate { reference } = &def.boot {
+            return Err(DriverError::BadImage(format!(
+                "template {reference:?} belongs to another kind of node; a QEMU node clones \
+                 only templates imported into porthole"
+            )));
         }
+        // Every file the VM needs is on this host before anything is written, fetched now
+        // if it was not: the rest of the create and every start are then local.
+        let fetching = Scaled {
+            inner: progress,
+            to: 0.5,
+        };
+        let base = match &def.boot {
+            BootMedia::Template { id, format, .. } => Some((
+                self.config
+                    .images
+                    .path(ImageFile::TemplateDisk(*id), &fetching)
+                    .await?,
+                *format,
+            )),
+            _ => None,
+        };
+        self.boot_files(def, &fetching).await?;
         let lock = self.lock(def.id);
         let _held = lock.lock().await;
         let files = self.files(def.id);
@@ -371,26 +463,18 @@ impl Driver for QemuDriver {
         }
         let result = async {
             create_private_dir(files.dir())?;
-            progress.update(0.1, "creating the disk");
+            progress.update(0.6, "creating the disk");
             let staged = files.dir().join("disk.qcow2.partial");
             let size = def.resources.disk_bytes();
-            match &def.boot {
-                BootMedia::Template { disk, format, .. } => {
-                    image::create_overlay(disk, *format, &staged, size).await
-                }
-                BootMedia::Iso { .. } => image::create_blank(&staged, size).await,
-                BootMedia::NodeTemplate { reference } => {
-                    return Err(DriverError::BadImage(format!(
-                        "template {reference:?} belongs to another kind of node; a local QEMU node \
-                         clones only templates imported into porthole"
-                    )));
-                }
+            match &base {
+                Some((disk, format)) => image::create_overlay(disk, *format, &staged, size).await,
+                None => image::create_blank(&staged, size).await,
             }
             .map_err(|e| image_error("creating the disk", e))?;
             std::fs::rename(&staged, files.disk())
                 .map_err(|e| DriverError::io(format!("renaming {}", staged.display()), e))?;
             if let Some(ci) = &def.cloud_init {
-                progress.update(0.6, "writing the cloud-init seed");
+                progress.update(0.8, "writing the cloud-init seed");
                 seed::write(&files.seed(), def.id, ci)
                     .await
                     .map_err(|e| seed_error("create", e))?;
@@ -490,7 +574,7 @@ impl Driver for QemuDriver {
             Ok(_) => Ok(PowerState::Paused),
             // It exited between the two checks.
             Err(_) if process::running_pid(&files.pidfile()).is_none() => Ok(PowerState::Stopped),
-            Err(e) => Err(qmp_error("status", &e)),
+            Err(e) => Err(qmp_error("status", e)),
         }
     }
 
@@ -513,23 +597,20 @@ impl Driver for QemuDriver {
         let mut def = self.load_definition(vm)?;
         let files = self.files(vm);
         if resources.disk_gib < def.resources.disk_gib {
-            return Err(DriverError::Hypervisor {
-                operation: "resize",
-                message: "disks can only grow".into(),
-            });
+            return Err(DriverError::failed("resize", "disks can only grow"));
         }
         if resources.disk_gib > def.resources.disk_gib {
             let size = resources.disk_bytes();
             if process::running_pid(&files.pidfile()).is_some() {
                 let mut qmp = Qmp::connect(&files.qmp())
                     .await
-                    .map_err(|e| qmp_error("resize", &e))?;
+                    .map_err(|e| qmp_error("resize", e))?;
                 qmp.run(
                     "block_resize",
                     Some(json!({ "device": "disk0", "size": size })),
                 )
                 .await
-                .map_err(|e| qmp_error("resize", &e))?;
+                .map_err(|e| qmp_error("resize", e))?;
             } else {
                 image::grow(&files.disk(), size)
                     .await
@@ -594,11 +675,11 @@ impl Driver for QemuDriver {
     async fn set_boot_media(
         &self,
         vm: VmId,
-        cdrom: Option<PathBuf>,
+        cdrom: Option<IsoId>,
         order: BootOrder,
     ) -> Result<(), DriverError> {
-        if let Some(cdrom) = &cdrom {
-            check_iso(cdrom)?;
+        if let Some(iso) = cdrom {
+            self.iso(iso, &NoProgress).await?;
         }
         let lock = self.lock(vm);
         let _held = lock.lock().await;
@@ -618,7 +699,7 @@ impl Driver for QemuDriver {
         let existing = self.snapshot_list(vm, OPERATION).await?;
         if existing.iter().any(|s| s.name == name.as_str()) {
             return Err(DriverError::Conflict {
-                operation: OPERATION,
+                operation: OPERATION.into(),
                 reason: format!(
                     "VM {vm} already has a snapshot named {:?}; choose another name or delete \
                      that snapshot first",
@@ -663,7 +744,7 @@ impl Driver for QemuDriver {
         if self.is_running(vm) {
             if found.vm_state_size == 0 {
                 return Err(DriverError::Conflict {
-                    operation: OPERATION,
+                    operation: OPERATION.into(),
                     reason: format!(
                         "snapshot {:?} of VM {vm} was taken while it was stopped and holds no \
                          memory, so the running VM cannot resume from it; stop the VM, then roll \
@@ -702,10 +783,7 @@ impl Driver for QemuDriver {
 }
 
 fn not_running(operation: &'static str) -> DriverError {
-    DriverError::Hypervisor {
-        operation,
-        message: "the VM is not running".into(),
-    }
+    DriverError::failed(operation, "the VM is not running")
 }
 
 /// A random VNC password. VNC authentication uses at most 8 characters.
@@ -719,41 +797,29 @@ fn vnc_password() -> String {
         .collect()
 }
 
-fn qmp_error(operation: &'static str, error: &QmpError) -> DriverError {
-    DriverError::Hypervisor {
-        operation,
-        message: error.to_string(),
-    }
+fn qmp_error(operation: &'static str, error: QmpError) -> DriverError {
+    DriverError::hypervisor(operation, error)
 }
 
-fn launch_error(error: &LaunchError) -> DriverError {
-    DriverError::Hypervisor {
-        operation: "start",
-        message: error.to_string(),
-    }
+fn launch_error(error: LaunchError) -> DriverError {
+    DriverError::hypervisor("start", error)
 }
 
 fn seed_error(operation: &'static str, error: SeedError) -> DriverError {
     match error {
         SeedError::Invalid(e) => DriverError::Invalid(e),
         SeedError::Io { context, source } => DriverError::Io { context, source },
-        other => DriverError::Hypervisor {
-            operation,
-            message: chain(&other),
-        },
+        other => DriverError::hypervisor(operation, other),
     }
 }
 
 fn snapshot_error(operation: &'static str, error: SnapshotError) -> DriverError {
     match error {
         SnapshotError::Timeout(_) => DriverError::Timeout {
-            operation,
+            operation: operation.into(),
             seconds: snapshot::JOB_TIMEOUT.as_secs(),
         },
-        other => DriverError::Hypervisor {
-            operation,
-            message: chain(&other),
-        },
+        other => DriverError::hypervisor(operation, other),
     }
 }
 
@@ -764,19 +830,28 @@ fn check_iso(path: &Path) -> Result<(), DriverError> {
         Ok(())
     } else {
         Err(DriverError::BadImage(format!(
-            "the CD-ROM image {} is not an existing file (give an absolute path)",
+            "the CD-ROM image {} is not an existing file",
             path.display()
         )))
+    }
+}
+
+/// A slice `[0, to]` of a create's progress, for the images it fetches first.
+struct Scaled<'a> {
+    inner: &'a dyn Progress,
+    to: f32,
+}
+
+impl Progress for Scaled<'_> {
+    fn update(&self, fraction: f32, step: &str) {
+        self.inner.update(self.to * fraction.clamp(0.0, 1.0), step);
     }
 }
 
 fn image_error(operation: &'static str, error: ImageError) -> DriverError {
     match error {
         ImageError::Rejected(why) => DriverError::BadImage(why),
-        other => DriverError::Hypervisor {
-            operation,
-            message: other.to_string(),
-        },
+        other => DriverError::hypervisor(operation, other),
     }
 }
 

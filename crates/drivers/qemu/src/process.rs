@@ -16,6 +16,7 @@ use nix::fcntl::{FcntlArg, fcntl};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use porthole_core::driver::{BootMedia, BootOrder, VmDefinition};
+use porthole_core::ids::IsoId;
 use porthole_core::ids::VmId;
 use tokio::process::Command;
 
@@ -157,6 +158,7 @@ pub async fn launch(
     accel: Accel,
     files: &VmFiles,
     def: &VmDefinition,
+    boot: &BootFiles,
 ) -> Result<(), LaunchError> {
     for stale in [
         files.qmp(),
@@ -171,7 +173,7 @@ pub async fn launch(
     let log =
         File::create(&log_path).map_err(|e| LaunchError::Log(log_path.display().to_string(), e))?;
     let mut child = Command::new(qemu)
-        .args(arguments(accel, files, def))
+        .args(arguments(accel, files, def, boot))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -212,8 +214,34 @@ fn qemu_message(line: &str) -> String {
     line.to_owned()
 }
 
-/// QEMU's command line for `def`.
-pub fn arguments(accel: Accel, files: &VmFiles, def: &VmDefinition) -> Vec<OsString> {
+/// The files on this host a VM boots from besides its disk, resolved from the identities
+/// its definition names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BootFiles {
+    /// The ISO in the CD-ROM drive.
+    pub cdrom: Option<PathBuf>,
+    /// The template's kernel, for direct boot.
+    pub kernel: Option<PathBuf>,
+    /// Its initrd.
+    pub initrd: Option<PathBuf>,
+}
+
+/// The ISO in `def`'s CD-ROM drive: the one put in, else an installer VM's own.
+pub fn cdrom(def: &VmDefinition) -> Option<IsoId> {
+    match (&def.boot, def.cdrom) {
+        (_, Some(iso)) => Some(iso),
+        (BootMedia::Iso { id }, None) => Some(*id),
+        _ => None,
+    }
+}
+
+/// QEMU's command line for `def`, booting from `boot`.
+pub fn arguments(
+    accel: Accel,
+    files: &VmFiles,
+    def: &VmDefinition,
+    boot: &BootFiles,
+) -> Vec<OsString> {
     let mut args = Args::default();
     args.push("-name")
         .push(format!("guest={},debug-threads=on", def.name));
@@ -266,11 +294,7 @@ pub fn arguments(accel: Accel, files: &VmFiles, def: &VmDefinition) -> Vec<OsStr
         ));
         args.push("-device").push("virtio-blk-pci,drive=seed0");
     }
-    let cdrom = match &def.boot {
-        BootMedia::Iso { path, .. } => Some(def.cdrom.as_ref().unwrap_or(path)),
-        BootMedia::Template { .. } | BootMedia::NodeTemplate { .. } => def.cdrom.as_ref(),
-    };
-    if let Some(cdrom) = cdrom {
+    if let Some(cdrom) = &boot.cdrom {
         args.push("-drive").push(option(
             "if=none,id=cdrom0,format=raw,media=cdrom,readonly=on,file=",
             cdrom,
@@ -279,19 +303,20 @@ pub fn arguments(accel: Accel, files: &VmFiles, def: &VmDefinition) -> Vec<OsStr
         args.push("-device")
             .push(format!("ide-cd,drive=cdrom0,bootindex={cdrom_index}"));
     }
-    if let BootMedia::Template {
-        kernel: Some(kernel),
-        initrd,
-        cmdline,
-        ..
-    } = &def.boot
-    {
+    if let Some(kernel) = &boot.kernel {
         args.push("-kernel").push(kernel.as_os_str());
-        if let Some(initrd) = initrd {
+        if let Some(initrd) = &boot.initrd {
             args.push("-initrd").push(initrd.as_os_str());
         }
+        let cmdline = match &def.boot {
+            BootMedia::Template {
+                direct_boot: Some(direct),
+                ..
+            } => direct.cmdline.as_deref(),
+            _ => None,
+        };
         if let Some(cmdline) = cmdline {
-            args.push("-append").push(cmdline.as_str());
+            args.push("-append").push(cmdline);
         }
     }
     args.push("-nic").push("none");
@@ -331,7 +356,7 @@ fn option(prefix: &str, path: &Path, suffix: &str) -> OsString {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use porthole_core::driver::DiskFormat;
+    use porthole_core::driver::{DirectBoot, DiskFormat};
     use porthole_core::{Resources, TemplateId, VmName};
 
     #[test]
@@ -364,18 +389,22 @@ mod tests {
             },
             boot: BootMedia::Template {
                 id: TemplateId::random(),
-                disk: "/d/t/disk".into(),
                 format: DiskFormat::Qcow2,
-                kernel: Some("/d/t/vmlinuz".into()),
-                initrd: None,
-                cmdline: Some("console=ttyS0".into()),
+                direct_boot: Some(DirectBoot {
+                    initrd: false,
+                    cmdline: Some("console=ttyS0".into()),
+                }),
             },
             cloud_init: None,
             cdrom: None,
             boot_order: BootOrder::Disk,
             owner: None,
         };
-        let args = strings(&arguments(Accel::Tcg, &files, &def));
+        let boot = BootFiles {
+            kernel: Some("/d/t/vmlinuz".into()),
+            ..BootFiles::default()
+        };
+        let args = strings(&arguments(Accel::Tcg, &files, &def, &boot));
         let after = |flag: &str| {
             let i = args.iter().position(|a| a == flag).unwrap();
             args[i + 1].clone()
@@ -423,11 +452,8 @@ mod tests {
             },
             boot: BootMedia::Template {
                 id: TemplateId::random(),
-                disk: "/d/t/disk".into(),
                 format: DiskFormat::Qcow2,
-                kernel: None,
-                initrd: None,
-                cmdline: None,
+                direct_boot: None,
             },
             cloud_init: None,
             cdrom: None,
@@ -441,8 +467,14 @@ mod tests {
         let id = VmId::random();
         let files = VmFiles::new(Path::new("/d/vms"), id);
         let mut def = template_def(id);
-        def.cdrom = Some("/d/isos/debian,netinst.iso".into());
-        let args = strings(&arguments(Accel::Tcg, &files, &def));
+        let netinst = IsoId::random();
+        def.cdrom = Some(netinst);
+        assert_eq!(cdrom(&def), Some(netinst));
+        let boot = BootFiles {
+            cdrom: Some("/d/isos/debian,netinst.iso".into()),
+            ..BootFiles::default()
+        };
+        let args = strings(&arguments(Accel::Tcg, &files, &def, &boot));
         let devices = values_of(&args, "-device");
         assert!(
             devices.contains(&"virtio-blk-pci,drive=disk0,bootindex=1"),
@@ -457,7 +489,7 @@ mod tests {
         ));
 
         def.boot_order = BootOrder::Cdrom;
-        let args = strings(&arguments(Accel::Tcg, &files, &def));
+        let args = strings(&arguments(Accel::Tcg, &files, &def, &boot));
         let devices = values_of(&args, "-device");
         assert!(
             devices.contains(&"virtio-blk-pci,drive=disk0,bootindex=2"),
@@ -469,33 +501,32 @@ mod tests {
         );
 
         // An installer VM keeps its ISO in the drive unless another one is put in.
+        let installer = IsoId::random();
         let iso = VmDefinition {
-            boot: BootMedia::Iso {
-                id: porthole_core::IsoId::random(),
-                path: "/d/isos/installer.iso".into(),
-            },
+            boot: BootMedia::Iso { id: installer },
             cdrom: None,
             ..def.clone()
         };
-        let args = strings(&arguments(Accel::Tcg, &files, &iso));
+        assert_eq!(cdrom(&iso), Some(installer));
+        let boot = BootFiles {
+            cdrom: Some("/d/isos/installer.iso".into()),
+            ..BootFiles::default()
+        };
+        let args = strings(&arguments(Accel::Tcg, &files, &iso, &boot));
         assert!(
             values_of(&args, "-drive")
                 .iter()
                 .any(|d| d.ends_with("file=/d/isos/installer.iso"))
         );
         assert!(values_of(&args, "-device").contains(&"ide-cd,drive=cdrom0,bootindex=1"));
+        let rescue = IsoId::random();
         let swapped = VmDefinition {
-            cdrom: Some("/d/isos/rescue.iso".into()),
+            cdrom: Some(rescue),
             ..iso
         };
-        let args = strings(&arguments(Accel::Tcg, &files, &swapped));
-        let drives = values_of(&args, "-drive");
-        assert!(
-            drives
-                .iter()
-                .any(|d| d.ends_with("file=/d/isos/rescue.iso"))
-        );
-        assert!(!drives.iter().any(|d| d.contains("installer")));
+        assert_eq!(cdrom(&swapped), Some(rescue));
+        // A template VM without one has an empty drive.
+        assert_eq!(cdrom(&template_def(id)), None);
     }
 
     #[test]
@@ -509,7 +540,7 @@ mod tests {
             password_hash: String::new(),
             ssh_keys: vec![],
         });
-        let args = strings(&arguments(Accel::Tcg, &files, &def));
+        let args = strings(&arguments(Accel::Tcg, &files, &def, &BootFiles::default()));
         assert!(values_of(&args, "-drive").contains(
             &format!("if=none,id=seed0,format=raw,readonly=on,file=/d/vms/{id}/seed.iso").as_str()
         ));

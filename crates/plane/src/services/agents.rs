@@ -11,27 +11,23 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use porthole_agent::driver::{AgentDriver, Heartbeat};
 use porthole_agent::pki::{self};
 use porthole_agent::tls::PeerCertificate;
 use porthole_agent::wire::{Cached, Enrolled, HelloRequest, JoinRequest, RenewRequest};
-use porthole_api::{CreateNodeRequest, Node};
 use porthole_core::driver::Driver;
 use porthole_core::{IsoId, TemplateId, VmId, VmState};
-use porthole_store::StoreError;
 use porthole_store::agents::{AgentCertificate, JoinRefusal};
-use porthole_store::nodes::NodeRecord;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, AppState};
-use crate::clock::from_millis;
 use crate::error::{ApiError, chain};
 use crate::registry::NodeRegistry;
 use crate::services::audit::{self, Actor, Target};
-use crate::services::tokens::{random_secret, token_hash};
+use crate::services::nodes::agent;
+use crate::services::tokens::token_hash;
 
 /// How long an agent may take to drop a cached image.
 const EVICT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,7 +39,7 @@ fn renew_plane_certificate(app: &App) {
     match app.pki.renew_if_due() {
         Ok(None) => {}
         Ok(Some(identity)) => {
-            for (node, driver) in app.nodes.agents() {
+            for (node, driver) in app.nodes.of_type::<AgentDriver>() {
                 if let Err(e) = driver.set_identity(&identity) {
                     tracing::error!(%node, error = %e, "cannot present the plane's new certificate");
                 }
@@ -57,105 +53,6 @@ fn renew_plane_certificate(app: &App) {
 fn millis(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// The driver of agent node `name` at `url`, accepting the certificates the store lists.
-pub async fn driver(app: &App, name: &str, url: &str) -> Result<Arc<AgentDriver>, ApiError> {
-    let serials = app
-        .store
-        .agent_serials(name, app.clock.now_millis())
-        .await?;
-    AgentDriver::new(
-        name,
-        url,
-        app.pki.ca.cert_der(),
-        &app.pki.identity(),
-        serials,
-    )
-    .map_err(ApiError::internal)
-}
-
-/// Adds agent node `request.name` and returns it with its join token; for an agent node
-/// that has not joined yet, replaces its token instead.
-pub async fn add(app: &App, request: &CreateNodeRequest) -> Result<Node, ApiError> {
-    let extra = [
-        ("url", !request.url.is_empty()),
-        ("token", request.token.is_some()),
-        ("username", request.username.is_some()),
-        ("password", request.password.is_some()),
-        ("realm", request.realm.is_some()),
-        ("ca", request.ca.is_some()),
-        ("fingerprint", request.fingerprint.is_some()),
-        ("insecure", request.insecure),
-        ("pve_node", request.pve_node.is_some()),
-    ];
-    if let Some((field, _)) = extra.iter().find(|(_, given)| *given) {
-        return Err(ApiError::invalid(
-            field,
-            "agent nodes take only a name: the agent reports everything else when it joins",
-        ));
-    }
-    if app.config.agents.listen.is_none() {
-        return Err(ApiError::conflict(
-            None,
-            "this plane has no agent listener, so no agent could join; start `porthole serve` \
-             with --agent-listen ADDR:PORT",
-        ));
-    }
-    let secret = random_secret("ptj");
-    let credential = format!("{}.{secret}", request.name);
-    let now = app.clock.now_millis();
-    let ttl = i64::try_from(app.config.agents.join_ttl.as_millis()).unwrap_or(i64::MAX);
-    let expires_at = now.saturating_add(ttl);
-    let record = NodeRecord {
-        name: request.name.clone(),
-        kind: "agent".into(),
-        url: String::new(),
-        settings: "{}".into(),
-        secret_sealed: String::new(),
-        created_at: now,
-    };
-    let hash = token_hash(&credential);
-    match app
-        .store
-        .insert_agent_node(&record, &hash, expires_at)
-        .await
-    {
-        Ok(()) => {}
-        Err(StoreError::Taken { .. }) => {
-            app.store
-                .replace_join_token(&request.name, &hash, expires_at)
-                .await
-                .map_err(|e| match e {
-                    StoreError::NotFound(_) => ApiError::conflict(
-                        Some("name"),
-                        format!(
-                            "name: a node called {:?} exists already; to enrol its host again, \
-                             remove it first",
-                            request.name
-                        ),
-                    ),
-                    other => other.into(),
-                })?;
-        }
-        Err(other) => return Err(other.into()),
-    }
-    tracing::info!(node = %request.name, "agent node added; waiting for its agent to join");
-    Ok(Node {
-        name: request.name.clone(),
-        kind: "agent".into(),
-        url: None,
-        vms: 0,
-        online: false,
-        detail: waiting_detail(expires_at),
-        join_token: Some(format!("{credential}.{}", app.pki.ca.fingerprint())),
-    })
-}
-
-/// What a node waiting for its agent shows.
-pub fn waiting_detail(expires_at: i64) -> String {
-    let when = from_millis(expires_at).to_rfc3339();
-    format!("waiting for its agent to join; the join token expires at {when}")
 }
 
 /// The node whose certificate the request came with, if the plane issued it and it is not
@@ -279,8 +176,8 @@ async fn join_node(app: &App, node: &str, request: JoinRequest) -> Result<Enroll
              for a new one"
         )));
     }
-    let driver = driver(app, node, &request.address).await?;
-    app.nodes.insert_agent(node, driver);
+    let driver = agent::driver_at(app, node, &request.address).await?;
+    app.nodes.insert(node, driver);
     tracing::info!(%node, address = %request.address, serial = %row.serial, "agent joined");
     Ok(enrolled(app, node, certificate))
 }
@@ -294,7 +191,7 @@ pub async fn hello(
     let node = authenticate(app, peer).await?;
     check_address(&request.address)?;
     app.store.set_node_url(&node, &request.address).await?;
-    if let Some(driver) = app.nodes.agent(&node) {
+    if let Some(driver) = app.nodes.typed::<AgentDriver>(&node) {
         driver.set_address(&request.address);
         driver.restarted();
     }
@@ -313,7 +210,7 @@ pub async fn renew(
     let (certificate, row) = sign(app, &node, &request.csr)?;
     app.store.insert_agent_certificate(&row).await?;
     app.store.set_node_url(&node, &request.address).await?;
-    if let Some(driver) = app.nodes.agent(&node) {
+    if let Some(driver) = app.nodes.typed::<AgentDriver>(&node) {
         driver.allow(row.serial.clone());
         driver.set_address(&request.address);
     }
@@ -358,16 +255,6 @@ pub async fn iso_file(
     Ok((app.images.iso_path(iso.id), iso.sha256))
 }
 
-/// Puts a stored agent node in the registry (at start).
-pub async fn load(app: &App, record: &NodeRecord) -> Result<(), ApiError> {
-    if record.url.is_empty() {
-        return Ok(());
-    }
-    let driver = driver(app, &record.name, &record.url).await?;
-    app.nodes.insert_agent(&record.name, driver);
-    Ok(())
-}
-
 /// Sends every agent a heartbeat each [`HEARTBEAT_INTERVAL`], one at a time per agent, until
 /// `stop` is cancelled.
 pub async fn run(app: AppState, stop: CancellationToken) {
@@ -381,7 +268,7 @@ pub async fn run(app: AppState, stop: CancellationToken) {
         }
         renew_plane_certificate(&app);
         beating.retain(|_, beat| !beat.is_finished());
-        for (name, driver) in app.nodes.agents() {
+        for (name, driver) in app.nodes.of_type::<AgentDriver>() {
             if beating.contains_key(&name) {
                 continue;
             }
@@ -439,7 +326,7 @@ async fn beat(app: &App, node: &str, driver: &AgentDriver) {
 /// Has every online agent drop its cached copy of an image the plane just deleted; `kind`
 /// is `templates` or `isos`. Agents that are offline now are swept when they come back.
 pub async fn evict_everywhere(app: &App, kind: &str, id: &str) {
-    for (node, driver) in app.nodes.agents() {
+    for (node, driver) in app.nodes.of_type::<AgentDriver>() {
         if driver.unavailable().is_some() {
             continue;
         }

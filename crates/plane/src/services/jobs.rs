@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use porthole_api::Job;
-use porthole_core::driver::{BootMedia, Driver, DriverError, Progress, VmDefinition};
+use porthole_core::driver::{BootMedia, DirectBoot, Driver, DriverError, Progress, VmDefinition};
 use porthole_core::{JobId, JobKind, VmId, VmState};
 use porthole_store::StoreError;
 use porthole_store::jobs::{JobOutcome, JobRecord, VmOutcome};
@@ -25,7 +25,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, AppState};
 use crate::error::{ApiError, chain};
-use crate::library::ImageLibrary;
 use crate::services::caller::Caller;
 use crate::services::vms::{
     CreateParams, ShutdownParams, SnapshotParams, boot_order, job_to_wire, visible_vm,
@@ -197,15 +196,7 @@ async fn execute(
             }
         }
         kind => {
-            let result = power(
-                &app.images,
-                driver.as_ref(),
-                &vm,
-                kind,
-                &job.params,
-                progress,
-            )
-            .await;
+            let result = power(driver.as_ref(), &vm, kind, &job.params, progress).await;
             let settled = observe(driver.as_ref(), &vm).await;
             let outcome = match result {
                 Ok(()) => JobOutcome::Succeeded,
@@ -217,7 +208,6 @@ async fn execute(
 }
 
 async fn power(
-    images: &ImageLibrary,
     driver: &dyn Driver,
     vm: &VmRecord,
     kind: JobKind,
@@ -226,15 +216,20 @@ async fn power(
 ) -> Result<(), String> {
     let result = match kind {
         JobKind::StartVm => {
-            progress.update(0.2, "applying the VM's resources");
-            match driver.resize(vm.id, vm.resources).await {
-                Ok(()) | Err(DriverError::Unsupported(_)) => {}
-                Err(e) => return Err(chain(&e)),
+            // The row is the source of truth: a start pushes what the node can apply.
+            let can = driver.capabilities();
+            if can.resize {
+                progress.update(0.2, "applying the VM's resources");
+                driver
+                    .resize(vm.id, vm.resources)
+                    .await
+                    .map_err(|e| chain(&e))?;
             }
-            let cdrom = vm.cdrom_iso_id.map(|iso| images.iso_path(iso));
-            match driver.set_boot_media(vm.id, cdrom, boot_order(vm)).await {
-                Ok(()) | Err(DriverError::Unsupported(_)) => {}
-                Err(e) => return Err(chain(&e)),
+            if can.boot_media {
+                driver
+                    .set_boot_media(vm.id, vm.cdrom_iso_id, boot_order(vm))
+                    .await
+                    .map_err(|e| chain(&e))?;
             }
             progress.update(0.5, "starting");
             driver.start(vm.id).await
@@ -331,7 +326,7 @@ async fn create(
     }
 }
 
-/// The driver's view of a VM row: its resources and boot media, with file paths resolved.
+/// The driver's view of a VM row: its resources, and its boot media by identity.
 async fn definition(app: &App, vm: &VmRecord) -> Result<VmDefinition, ApiError> {
     let boot = match (vm.template_id, vm.iso_id) {
         (Some(id), _) => {
@@ -344,23 +339,17 @@ async fn definition(app: &App, vm: &VmRecord) -> Result<VmDefinition, ApiError> 
                 Some(kept) => BootMedia::NodeTemplate {
                     reference: kept.reference,
                 },
-                None => {
-                    let files = app.images.template_files(&template);
-                    BootMedia::Template {
-                        id,
-                        disk: files.disk,
-                        format: template.disk_format,
-                        kernel: files.kernel,
-                        initrd: files.initrd,
+                None => BootMedia::Template {
+                    id,
+                    format: template.disk_format,
+                    direct_boot: template.kernel_sha256.as_ref().map(|_| DirectBoot {
+                        initrd: template.initrd_sha256.is_some(),
                         cmdline: template.cmdline,
-                    }
-                }
+                    }),
+                },
             }
         }
-        (None, Some(id)) => BootMedia::Iso {
-            id,
-            path: app.images.iso_path(id),
-        },
+        (None, Some(id)) => BootMedia::Iso { id },
         (None, None) => {
             return Err(ApiError::internal(anyhow::anyhow!(
                 "VM {} has no boot media",
@@ -368,7 +357,6 @@ async fn definition(app: &App, vm: &VmRecord) -> Result<VmDefinition, ApiError> 
             )));
         }
     };
-    let cdrom = vm.cdrom_iso_id.map(|iso| app.images.iso_path(iso));
     Ok(VmDefinition {
         id: vm.id,
         name: vm.name.clone(),
@@ -377,7 +365,7 @@ async fn definition(app: &App, vm: &VmRecord) -> Result<VmDefinition, ApiError> 
         boot_order: boot_order(vm),
         boot,
         cloud_init: None,
-        cdrom,
+        cdrom: vm.cdrom_iso_id,
         owner: Some(vm.owner.clone()),
     })
 }

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use porthole_core::driver::Capacity;
-use porthole_core::{Resources, Usage};
+use porthole_core::{ImageHome, Resources, Usage};
 
 use crate::app::App;
 use crate::config::Overcommit;
@@ -52,6 +52,9 @@ pub async fn choose(app: &App, wanted: Resources) -> Result<String, ApiError> {
     let mut best: Option<(f64, String)> = None;
     let mut offline = Vec::new();
     for (name, driver) in app.nodes.all() {
+        if driver.capabilities().images != ImageHome::Plane {
+            continue;
+        }
         let Some(capacity) = driver.capacity() else {
             if driver.unavailable().is_some() {
                 offline.push(name);
@@ -93,7 +96,7 @@ pub fn check_pinned(app: &App, node: &str) -> Result<(), ApiError> {
     if let Some(why) = driver.unavailable() {
         return Err(ApiError::Unavailable(format!("node: {why}")));
     }
-    if driver.capacity().is_none() {
+    if driver.capabilities().images != ImageHome::Plane {
         return Err(ApiError::invalid(
             "node",
             format!(

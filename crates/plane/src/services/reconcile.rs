@@ -63,8 +63,9 @@ pub async fn report_unknown_vms(app: &App) -> Result<(), ApiError> {
         .map(|vm| vm.id)
         .collect();
     for (node, driver) in app.nodes.all() {
-        // Agents are compared when they first answer (see `agents`).
-        if driver.kind() == "agent" {
+        // A node known to be down now (an agent that has not answered since the plane
+        // started) is compared when it comes back (see `agents`).
+        if driver.unavailable().is_some() {
             continue;
         }
         let inventory = match driver.inventory().await {

@@ -359,7 +359,7 @@ async fn guest_setup(
         password_hash: hash,
         ssh_keys: keys,
     };
-    cloud_init.validate().map_err(|e| match e.field {
+    cloud_init.validate().map_err(|e| match e.field.as_ref() {
         "cloud_init.user" => ApiError::invalid("guest_user", e.problem),
         "cloud_init.ssh_keys" => ApiError::invalid("ssh_keys", e.problem),
         _ => ApiError::Invalid(e),
@@ -578,6 +578,16 @@ async fn update_vm(
     if new.disk_gib != old.disk_gib {
         vm.state.after(Action::GrowDisk)?;
     }
+    let can = app.nodes.get(&vm.node)?.capabilities();
+    if new != old && !can.resize {
+        return Err(ApiError::unsupported("resizing"));
+    }
+    if new.disk_gib != old.disk_gib && vm.state != VmState::Stopped && !can.live_disk_growth {
+        return Err(ApiError::unsupported("growing the disk of a VM that runs"));
+    }
+    if (cdrom, order) != (vm.cdrom_iso_id, vm.boot_order) && !can.boot_media {
+        return Err(ApiError::unsupported("changing boot media"));
+    }
     if new != old {
         change_resources(app, &vm, new).await?;
     }
@@ -675,6 +685,9 @@ pub async fn snapshots_of(app: &App, vm: &VmRecord) -> Result<Vec<VmSnapshot>, A
         return Ok(Vec::new());
     }
     let driver = app.nodes.get(&vm.node)?;
+    if !driver.capabilities().snapshots {
+        return Err(ApiError::unsupported("snapshots"));
+    }
     Ok(driver
         .snapshots(vm.id)
         .await?
@@ -816,6 +829,9 @@ pub async fn console_output(app: &App, caller: &Caller, id: VmId) -> Result<Vec<
         return Ok(Vec::new());
     }
     let driver = app.nodes.get(&vm.node)?;
+    if !driver.capabilities().console_output {
+        return Err(ApiError::unsupported("serial console output"));
+    }
     Ok(driver.console_output(vm.id).await?)
 }
 

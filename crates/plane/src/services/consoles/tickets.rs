@@ -63,7 +63,13 @@ pub async fn mint_vm_ticket(
     kind: ConsoleKind,
 ) -> Result<ConsoleTicket, ApiError> {
     let vm = visible_vm(app, caller, id).await?;
-    app.nodes.get_online(&vm.node)?;
+    let driver = app.nodes.get_online(&vm.node)?;
+    if !driver.capabilities().console(kind) {
+        return Err(ApiError::unsupported(&format!(
+            "{} consoles",
+            console_kind_str(kind)
+        )));
+    }
     if !matches!(vm.state, VmState::Running | VmState::Paused) {
         return Err(ApiError::conflict(
             None,
