@@ -25,6 +25,11 @@ macro_rules! typed_id {
             pub fn as_uuid(&self) -> Uuid {
                 self.0
             }
+
+            /// The identifier whose UUID is `n`, for fixed ids such as a test's fixtures.
+            pub const fn from_u128(n: u128) -> Self {
+                Self(Uuid::from_u128(n))
+            }
         }
 
         impl From<Uuid> for $name {

@@ -219,10 +219,7 @@ mod tests {
 
     #[async_trait]
     impl ImageSource for Fixed {
-        async fn open(
-            &self,
-            file: ImageFile,
-        ) -> Result<porthole_core::image::ImageBytes, DriverError> {
+        async fn open(&self, file: ImageFile) -> Result<ImageBytes, DriverError> {
             if matches!(file, ImageFile::TemplateInitrd(_)) {
                 return Err(DriverError::BadImage(format!("the plane keeps no {file}")));
             }

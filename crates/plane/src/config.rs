@@ -4,8 +4,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use porthole_core::driver::Driver;
 use porthole_core::{Limits, SpecError};
 use porthole_gateway::{SessionPolicy, ticket};
 use porthole_proxmox::{CertFingerprint, TlsOptions};
@@ -53,10 +55,22 @@ pub struct PlaneConfig {
     pub accessor: Option<AccessorSettings>,
     /// Hypervisor agents: where they connect, and how long tokens and certificates live.
     pub agents: AgentSettings,
-    /// Whether this host runs VMs itself (the `local` node).
-    pub local_node: bool,
+    /// Which VMs this host runs itself, as the `local` node.
+    pub local_node: LocalNode,
     /// How far placement may overcommit a node's capacity.
     pub overcommit: Overcommit,
+}
+
+/// What runs the built-in `local` node.
+#[derive(Clone, Debug)]
+pub enum LocalNode {
+    /// QEMU on this host: the default.
+    Qemu,
+    /// Nothing: agents and clusters run every VM (`--no-local-node`).
+    Off,
+    /// This driver, in QEMU's place, for tests of the plane that boot no guest. The plane
+    /// neither checks for QEMU nor probes KVM.
+    Driver(Arc<dyn Driver>),
 }
 
 /// The rules of self-service.

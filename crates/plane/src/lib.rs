@@ -46,8 +46,8 @@ use tokio_util::sync::CancellationToken;
 use app::{App, AppState, ConsoleState};
 use clock::{Clock, FileClock, SystemClock};
 pub use config::{
-    AccelSetting, AccessorSettings, AgentSettings, ConsoleSettings, ExpirySettings, Overcommit,
-    PlaneConfig, PortalSettings, Trust, check_url,
+    AccelSetting, AccessorSettings, AgentSettings, ConsoleSettings, ExpirySettings, LocalNode,
+    Overcommit, PlaneConfig, PortalSettings, Trust, check_url,
 };
 use error::chain;
 use mail::Mailer;
@@ -99,16 +99,18 @@ impl Plane {
         let store = Store::open_sqlite(&data_dir.join("porthole.db"))
             .await
             .map_err(|e| anyhow::anyhow!("opening the database: {}", chain(&e)))?;
-        check_qemu(&config.qemu).await?;
-        let accel = match config.accel {
-            AccelSetting::Fixed(accel) => {
+        let accel = match (&config.local_node, config.accel) {
+            (LocalNode::Driver(_), _) => Accel::Tcg,
+            (_, AccelSetting::Fixed(accel)) => {
+                check_qemu(&config.qemu).await?;
                 tracing::info!(
                     accel = accel.as_str(),
                     "guests run under the configured accelerator"
                 );
                 accel
             }
-            AccelSetting::Auto => {
+            (_, AccelSetting::Auto) => {
+                check_qemu(&config.qemu).await?;
                 let choice = porthole_qemu::accel::probe(&config.qemu, &data_dir).await;
                 tracing::info!(accel = choice.accel.as_str(), reason = %choice.reason, "chose the guest accelerator");
                 choice.accel
@@ -117,11 +119,15 @@ impl Plane {
         let pki = pki::PlanePki::open(&data_dir)
             .map_err(|e| anyhow::anyhow!("opening the agents' certificate authority: {e}"))?;
         let images = library::ImageLibrary::open(&data_dir).context("opening the image library")?;
-        let local = if config.local_node {
-            Some(nodes::qemu::open_local(&data_dir, &config.qemu, accel, &images).await?)
-        } else {
-            tracing::info!("--no-local-node: this host runs no VMs; agents do");
-            None
+        let local = match &config.local_node {
+            LocalNode::Qemu => {
+                Some(nodes::qemu::open_local(&data_dir, &config.qemu, accel, &images).await?)
+            }
+            LocalNode::Off => {
+                tracing::info!("--no-local-node: this host runs no VMs; agents do");
+                None
+            }
+            LocalNode::Driver(driver) => Some(Arc::clone(driver)),
         };
         let secrets = SecretBox::open(&data_dir.join("secret.key"))?;
         let gateway_metrics = Arc::new(GatewayMetrics::default());
@@ -221,6 +227,12 @@ impl Plane {
     /// The accelerator guests run under.
     pub fn accel(&self) -> Accel {
         self.app.accel
+    }
+
+    /// The plane's routes over its state, for driving it in-process (tests send requests
+    /// through `tower::ServiceExt::oneshot`); [`Plane::serve`] serves the same routes.
+    pub fn router(&self) -> axum::Router {
+        router::router(self.app.clone())
     }
 
     /// Serves until `shutdown` resolves. VMs keep running after the plane stops.

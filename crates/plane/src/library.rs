@@ -53,6 +53,14 @@ pub struct TemplateFiles {
 }
 
 impl ImageLibrary {
+    /// The library in `data_dir`, as it is: for a reader (a test's driver) beside the plane
+    /// that opened it.
+    pub fn at(data_dir: &Path) -> Self {
+        Self {
+            root: data_dir.to_owned(),
+        }
+    }
+
     /// Opens the library in `data_dir`, creating its directories and sweeping away uploads
     /// a crash interrupted.
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
@@ -119,12 +127,15 @@ impl ImageFiles for ImageLibrary {
             ImageFile::Iso(id) => self.iso_path(id),
         };
         if path.is_file() {
-            Ok(path)
-        } else {
-            Err(DriverError::BadImage(format!(
-                "the plane keeps no {file} (it was deleted, or never imported)"
-            )))
+            return Ok(path);
         }
+        let role = match file {
+            ImageFile::TemplateDisk(_) => ", the backing image of its VMs' disks",
+            _ => "",
+        };
+        Err(DriverError::BadImage(format!(
+            "the plane keeps no {file}{role} (it was deleted, or never imported)"
+        )))
     }
 }
 

@@ -1,21 +1,15 @@
 //! End-to-end tests of the simulator over HTTP(S) and WebSockets.
 
+use porthole_testing::pve::{
+    Session, client, login, read_n, session, termproxy_read_until, ws_connect,
+};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use porthole_pve_sim::{PveSim, QemuBackend, SimVm, Upid, VM_USER};
+use porthole_pve_sim::{PveSim, SimVm, Upid};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .tls_info(true)
-        .build()
-        .unwrap()
-}
 
 fn builder() -> porthole_pve_sim::PveSimBuilder {
     PveSim::builder()
@@ -49,75 +43,6 @@ fn builder() -> porthole_pve_sim::PveSimBuilder {
         .vm(SimVm::new(101, "pve2", "bob-db"))
         .vm(SimVm::new(9000, "pve1", "tmpl").template())
         .task_duration(Duration::from_millis(150))
-}
-
-struct Session {
-    ticket: String,
-    csrf: String,
-}
-
-async fn login(
-    c: &reqwest::Client,
-    url: &str,
-    user: &str,
-    pw: &str,
-) -> (reqwest::StatusCode, Value) {
-    let r = c
-        .post(format!("{url}/access/ticket"))
-        .form(&[("username", user), ("password", pw)])
-        .send()
-        .await
-        .unwrap();
-    let s = r.status();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn session(c: &reqwest::Client, url: &str, user: &str, pw: &str) -> Session {
-    let (s, body) = login(c, url, user, pw).await;
-    assert_eq!(s, 200, "{body}");
-    Session {
-        ticket: body["data"]["ticket"].as_str().unwrap().into(),
-        csrf: body["data"]["CSRFPreventionToken"].as_str().unwrap().into(),
-    }
-}
-
-impl Session {
-    fn cookie(&self) -> String {
-        format!("PVEAuthCookie={}", self.ticket)
-    }
-    async fn get(&self, c: &reqwest::Client, url: &str) -> (u16, Value) {
-        let r = c
-            .get(url)
-            .header("Cookie", self.cookie())
-            .send()
-            .await
-            .unwrap();
-        let s = r.status().as_u16();
-        (s, r.json().await.unwrap())
-    }
-    async fn send(
-        &self,
-        c: &reqwest::Client,
-        method: reqwest::Method,
-        url: &str,
-        form: &[(&str, &str)],
-    ) -> (u16, String, Value) {
-        let r = c
-            .request(method, url)
-            .header("Cookie", self.cookie())
-            .header("CSRFPreventionToken", &self.csrf)
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        let s = r.status();
-        let reason = s.canonical_reason().unwrap_or("").to_owned();
-        (s.as_u16(), reason, r.json().await.unwrap())
-    }
-    async fn post(&self, c: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> (u16, Value) {
-        let (s, _, v) = self.send(c, reqwest::Method::POST, url, form).await;
-        (s, v)
-    }
 }
 
 async fn wait_task(c: &reqwest::Client, s: &Session, api: &str, upid: &str) -> Value {
@@ -658,51 +583,10 @@ async fn cluster_resources_follow_acls() {
     );
 }
 
-async fn ws_connect(
-    sim: &PveSim,
-    cookie: &str,
-    path: &str,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    u16,
-> {
-    let url = format!("ws://{}{path}", sim.addr());
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert("Cookie", cookie.parse().unwrap());
-    req.headers_mut()
-        .insert("Sec-WebSocket-Protocol", "binary".parse().unwrap());
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
-        Err(e) => panic!("{e}"),
-    }
-}
-
 fn vnc_response(password: &str, challenge: &[u8]) -> Vec<u8> {
     let mut c = [0u8; 16];
     c.copy_from_slice(challenge);
     porthole_pve_sim::console::vnc_auth_response(password, &c).to_vec()
-}
-
-async fn read_n(
-    ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
-    buf: &mut Vec<u8>,
-    n: usize,
-) -> Vec<u8> {
-    while buf.len() < n {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("timeout")
-            .expect("closed")
-            .unwrap()
-        {
-            Message::Binary(b) => buf.extend_from_slice(&b),
-            Message::Text(t) => buf.extend_from_slice(t.as_bytes()),
-            Message::Close(_) => panic!("closed"),
-            _ => {}
-        }
-    }
-    buf.drain(..n).collect()
 }
 
 #[tokio::test]
@@ -817,66 +701,6 @@ async fn vncproxy_window_and_vnc_auth() {
     );
 }
 
-async fn termproxy_read_until(
-    sim: &PveSim,
-    alice: &Session,
-    c: &reqwest::Client,
-    marker: &str,
-    send_input: bool,
-) {
-    let api = sim.api_url();
-    let (code, v) = alice
-        .post(c, &format!("{api}/nodes/pve1/qemu/100/termproxy"), &[])
-        .await;
-    assert_eq!(code, 200, "{v}");
-    let d = &v["data"];
-    assert!(
-        d["port"].is_u64()
-            && d["ticket"].is_string()
-            && d["user"] == "alice@pve"
-            && d["upid"].is_string()
-    );
-    let q = serde_urlencoded::to_string([
-        ("port", d["port"].to_string()),
-        ("vncticket", d["ticket"].as_str().unwrap().to_owned()),
-    ])
-    .unwrap();
-    let mut ws = ws_connect(
-        sim,
-        &alice.cookie(),
-        &format!("/api2/json/nodes/pve1/qemu/100/vncwebsocket?{q}"),
-    )
-    .await
-    .unwrap();
-    ws.send(Message::Text(
-        format!("alice@pve:{}\n", d["ticket"].as_str().unwrap()).into(),
-    ))
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    assert_eq!(read_n(&mut ws, &mut buf, 2).await, b"OK");
-    ws.send(Message::Text("1:80:24:".into())).await.unwrap();
-    ws.send(Message::Text("2".into())).await.unwrap();
-    if send_input {
-        ws.send(Message::Text("0:6:hello\n".into())).await.unwrap();
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if String::from_utf8_lossy(&buf).contains(marker) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {marker:?} in {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        let want = buf.len() + 1;
-        let mut more = read_n(&mut ws, &mut buf, want).await;
-        more.append(&mut buf);
-        buf = more;
-    }
-}
-
 #[tokio::test]
 async fn termproxy_login_and_framing_on_fake_backend() {
     let sim = builder().plain_http().spawn("127.0.0.1:0").await.unwrap();
@@ -912,27 +736,4 @@ async fn termproxy_login_and_framing_on_fake_backend() {
         matches!(next, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
         "{next:?}"
     );
-}
-
-#[tokio::test]
-async fn qemu_guest_through_termproxy() {
-    let Some(backend) = QemuBackend::from_env() else {
-        eprintln!(
-            "SKIPPED qemu_guest_through_termproxy: set PORTHOLE_TEST_GUEST to the test guest (target/guest, see guest/build.sh)"
-        );
-        return;
-    };
-    let backend = std::sync::Arc::new(backend.unwrap());
-    let sim = PveSim::builder()
-        .user("alice@pve", "alicepw")
-        .acl("alice@pve", "/vms", VM_USER, true)
-        .vm(SimVm::new(100, "pve1", "guest").memory(256).running())
-        .backend(backend)
-        .plain_http()
-        .spawn("127.0.0.1:0")
-        .await
-        .unwrap();
-    let c = client();
-    let alice = session(&c, &sim.api_url(), "alice@pve", "alicepw").await;
-    termproxy_read_until(&sim, &alice, &c, "porthole-guest ready", false).await;
 }

@@ -7,8 +7,8 @@ use anyhow::Context;
 use porthole_core::Limits;
 use porthole_gateway::SessionPolicy;
 use porthole_plane::{
-    AccelSetting, AccessorSettings, AgentSettings, ConsoleSettings, ExpirySettings, Overcommit,
-    Plane, PlaneConfig, PortalSettings, Trust, check_url,
+    AccelSetting, AccessorSettings, AgentSettings, ConsoleSettings, ExpirySettings, LocalNode,
+    Overcommit, Plane, PlaneConfig, PortalSettings, Trust, check_url,
 };
 use porthole_qemu::Accel;
 use tracing_subscriber::EnvFilter;
@@ -112,7 +112,11 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
             certificate_ttl: Duration::from_secs(args.agent_cert_ttl),
             join_ttl: Duration::from_secs(args.join_token_ttl),
         },
-        local_node: !args.no_local_node,
+        local_node: if args.no_local_node {
+            LocalNode::Off
+        } else {
+            LocalNode::Qemu
+        },
         overcommit: {
             let overcommit = Overcommit {
                 cpu: args.cpu_overcommit,
