@@ -5,6 +5,7 @@
 //! guest tier (`porthole`'s `tests/guests`) boots real ones.
 
 mod bad_input;
+mod capabilities;
 mod consoles;
 mod portal;
 mod tokens;
