@@ -66,43 +66,27 @@ pub async fn vm(
     Query(flash): Query<Flash>,
 ) -> Result<Response, ApiError> {
     let id = parse_vm_id(&id)?;
-    let vm = match vms::show(&app, &caller, id).await {
-        Ok(vm) => vm,
-        // A delete can finish before its page loads; either way, the list is where to go.
-        Err(ApiError::NotFound(_)) => {
-            let deleted = flash
-                .notice
-                .as_deref()
-                .is_some_and(|n| n.starts_with("deleting"));
-            return Ok(if deleted {
-                redirect("/vms?notice=deleted")
-            } else {
-                redirect("/vms?error=that+VM+does+not+exist+(any+more)")
-            });
-        }
-        Err(e) => return Err(e),
-    };
-    let snapshots = vms::snapshots(&app, &caller, id)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(SnapshotView::from)
-        .collect();
-    let isos = images::isos(&app, &caller)
-        .await?
-        .into_iter()
-        .map(|i| i.name)
-        .collect();
-    let jobs = jobs::recent_for_vm(&app, &caller, id, VM_PAGE_JOBS)
-        .await?
-        .into_iter()
-        .map(JobView::from)
-        .collect();
-    let idle = vm.job.is_none();
-    Ok(page(
-        StatusCode::OK,
-        &VmPage {
-            chrome: Chrome::signed_in(&app, &caller).with(flash),
+    let page = async {
+        let vm = vms::show(&app, &caller, id).await?;
+        let snapshots = vms::snapshots(&app, &caller, id)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(SnapshotView::from)
+            .collect();
+        let isos = images::isos(&app, &caller)
+            .await?
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        let jobs = jobs::recent_for_vm(&app, &caller, id, VM_PAGE_JOBS)
+            .await?
+            .into_iter()
+            .map(JobView::from)
+            .collect();
+        let idle = vm.job.is_none();
+        Ok(VmPage {
+            chrome: Chrome::signed_in(&app, &caller),
             can_snapshot: idle && vm.state.after(Action::Snapshot).is_ok(),
             can_rollback: idle && vm.state.after(Action::Rollback).is_ok(),
             actions: ActionButton::allowed(&vm),
@@ -111,8 +95,29 @@ pub async fn vm(
             isos,
             jobs,
             lifetime_days: app.config.portal.vm_lifetime.as_secs() / 86_400,
-        },
-    ))
+        })
+    }
+    .await;
+    match page {
+        Ok(mut page) => {
+            page.chrome = page.chrome.with(flash);
+            Ok(super::page(StatusCode::OK, &page))
+        }
+        // A delete can finish before (or while) its page loads; either way, the list is
+        // where to go.
+        Err(ApiError::NotFound(_)) => {
+            let deleted = flash
+                .notice
+                .as_deref()
+                .is_some_and(|n| n.starts_with("deleting"));
+            Ok(if deleted {
+                redirect("/vms?notice=deleted")
+            } else {
+                redirect("/vms?error=that+VM+does+not+exist+(any+more)")
+            })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn vm_path(id: &str) -> String {
