@@ -12,7 +12,10 @@ const REQUIRED: [&str; 3] = [
 ];
 
 fn main() {
-    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    // At run time, not `env!`: a build script compiled once may run for another checkout
+    // that shares the target directory.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let web = Path::new(&manifest).join("../../web");
     let lock = web.join("package-lock.json");
     let modules = web.join("node_modules");
     let installed = modules.join(".package-lock.json");
